@@ -1,0 +1,76 @@
+"""Atomic writes: a reader sees the old file or the new one, never half of either.
+
+Every output ltv writes (dataset metadata, checkpoints, exported labels,
+evaluation tables) goes through these helpers: the bytes land in a temporary
+file next to the target and are moved into place with :func:`os.replace`,
+which is atomic on POSIX file systems.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; move it onto ``target`` if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``target`` atomically."""
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(target: str | os.PathLike, frame) -> None:
+    """Write a pandas DataFrame as CSV (no index) to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_npy(target: str | os.PathLike, array) -> None:
+    """Write a NumPy array in ``.npy`` format to ``target`` atomically."""
+    import numpy as np
+
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a finished ``staging`` folder onto ``target``, replacing any old one.
+
+    The old folder stays whole until the new one is complete: it is renamed
+    aside, the new one renamed in, then the old one deleted.
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old)

@@ -1,0 +1,11 @@
+"""The ``ltv`` command line: one module per subcommand group, all thin over the Python API."""
+
+from ltvcli.cli.app import app
+from ltvcli.cli import info as _info  # noqa: F401  (registers commands)
+from ltvcli.cli import ingest as _ingest  # noqa: F401
+from ltvcli.cli import demo as _demo  # noqa: F401
+
+
+def main() -> None:
+    """Entry point of the ``ltv`` console script."""
+    app()

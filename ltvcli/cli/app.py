@@ -1,0 +1,62 @@
+"""The Typer application object and the wrapper every command is registered through.
+
+The wrapper is what makes the CLI's error contract hold everywhere: an
+:class:`~ltvcli.errors.LtvError` becomes ``error: <message>`` on one line of
+stderr and exit status 2; Ctrl-C becomes a one-line note and status 130.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import typer
+
+from ltvcli import __version__
+from ltvcli.console import set_verbosity
+from ltvcli.errors import LtvError
+
+app = typer.Typer(
+    name="ltv",
+    help="Label fusion for medical imaging: ingest label sets, learn to vote, export labels, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+ingest_app = typer.Typer(help="Read a source dataset into an ltv dataset folder.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ltv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors, warnings and results; no progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail about each step."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    set_verbosity(0 if quiet else 2 if verbose else 1)
+
+
+def command(group: typer.Typer, name: str | None = None, **kwargs) -> Callable:
+    """Register ``fn`` as a subcommand of ``group`` with ltv's error handling."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kw):
+            try:
+                return fn(*args, **kw)
+            except LtvError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                typer.echo("interrupted; re-run the same command to resume", err=True)
+                raise typer.Exit(130) from None
+
+        return group.command(name, **kwargs)(wrapper)
+
+    return decorate

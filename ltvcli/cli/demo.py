@@ -1,0 +1,1 @@
+"""``ltv demo`` (filled in by the demo work)."""

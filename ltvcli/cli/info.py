@@ -1,0 +1,81 @@
+"""``ltv info``: what is in a dataset folder, as tables or as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ltvcli.cli.app import app, command
+from ltvcli.dataset import Dataset, summarize
+from ltvcli.findings import short_name
+
+stdout = Console(soft_wrap=False)
+
+
+@command(app, "info")
+def info(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `ltv ingest`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON document."),
+    split: str = typer.Option("train", help="Split whose label counts the tables show."),
+) -> None:
+    """Counts per split and view, positives / uncertains per labeller, label-set disagreement."""
+    summary = summarize(Dataset.open(dataset))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_overview(summary)
+    if split in summary["label_counts"]:
+        _print_label_sets(summary, split)
+    if "labellers" in summary:
+        _print_labellers(summary, split)
+
+
+def _print_overview(summary: dict) -> None:
+    table = Table(title=f"{summary['path']}: {summary['n_images']} images, {summary['task']}, "
+                        f"{summary['image_size']}px x {summary['channels']} channel(s)")
+    table.add_column("split")
+    table.add_column("images", justify="right")
+    for split, count in summary["splits"].items():
+        table.add_row(split, str(count))
+    for view, count in summary["views"].items():
+        table.add_row(f"view {view or '(blank)'}", str(count))
+    if summary["has_ground_truth"]:
+        for split, count in summary["ground_truth"].items():
+            table.add_row(f"ground truth, {split}", str(count))
+    stdout.print(table)
+
+
+def _print_label_sets(summary: dict, split: str) -> None:
+    counts = summary["label_counts"][split]
+    table = Table(title=f"label sets, {split} split: positive / negative / missing; disagreement")
+    table.add_column("class")
+    for name in summary["label_sets"]:
+        table.add_column(name, justify="right")
+    table.add_column("disagree", justify="right")
+    for cls in summary["classes"]:
+        cells = [f"{c['positive']}/{c['negative']}/{c['missing']}" for c in (counts[n][cls] for n in summary["label_sets"])]
+        rate = summary["disagreement"][split][cls]
+        table.add_row(short_name(cls), *cells, "-" if rate is None else f"{rate:.1%}")
+    stdout.print(table)
+
+
+def _print_labellers(summary: dict, split: str) -> None:
+    table = Table(title=f"raw labeller output, {split} split (the paper's Table 1): positive, uncertain, u/p")
+    table.add_column("finding")
+    for labeller in summary["labellers"]:
+        for part in ("p", "u", "u/p"):
+            table.add_column(f"{labeller} {part}", justify="right")
+    for cls in summary["classes"]:
+        row = [short_name(cls)]
+        for per_split in summary["labellers"].values():
+            c = per_split.get(split, {}).get(cls)
+            if c is None:
+                row += ["-", "-", "-"]
+            else:
+                row += [str(c["positive"]), str(c["uncertain"]), "-" if c["u_p_ratio"] is None else f"{c['u_p_ratio']:.3f}"]
+        table.add_row(*row)
+    stdout.print(table)

@@ -1,0 +1,1 @@
+"""``ltv ingest ...``: one subcommand per source (filled in by the ingest work)."""

@@ -1,0 +1,292 @@
+"""Writing a dataset folder: resumable, atomic, independent of the number of workers.
+
+Every ingest source ends in :func:`build_dataset`. The source has already
+parsed its CSVs into a :class:`DatasetSpec` (manifest, label sets, ground
+truth); this module fills the image cache and publishes the folder.
+
+Interruption safety: all work happens in ``OUT.partial/``. Decoded images go
+into a memory-mapped ``images.npy`` there, and a per-image status array is
+saved (atomically) after every chunk. Re-running the same command finds the
+partial folder, checks that it was planned from the same inputs (a
+fingerprint of the manifest and image options), and decodes only what is not
+done yet. ``dataset.json`` is written last and the folder is then renamed
+onto ``OUT``, so a reader sees the old dataset or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+from numpy.lib.format import open_memmap
+
+from ltvcli import __version__, atomic
+from ltvcli.console import log, track, warn
+from ltvcli.dataset.format import FORMAT_VERSION, MANIFEST_COLUMNS, SPLITS, TASKS, Dataset, LabelSet
+from ltvcli.errors import LtvError
+
+PENDING, DONE, FAILED = 0, 1, 2
+CHUNK = 256
+
+
+@dataclass
+class DatasetSpec:
+    """Everything a source knows before any pixel is decoded.
+
+    ``labels`` is [N, M, C] int8 (multilabel) or [N, M] int16 (multiclass) in
+    the order of ``label_sets``; ``manifest`` has one row per image with at
+    least ``image_id``, ``split`` and ``source`` (the image file to decode, or
+    an empty string when ``pixels`` supplies the images).
+    """
+
+    task: str
+    classes: list[str]
+    manifest: pd.DataFrame
+    label_sets: list[LabelSet]
+    labels: np.ndarray
+    ground_truth: np.ndarray | None = None
+    labellers: list[str] = field(default_factory=list)
+    raw_labels: np.ndarray | None = None
+    reports: pd.DataFrame | None = None
+    source: dict = field(default_factory=dict)
+    pixels: np.ndarray | None = None  # in-memory images (CIFAR-10); decoded from files otherwise
+
+    def validate(self) -> None:
+        """Check shapes and values, so a bug in a source never produces a bad folder."""
+        n = len(self.manifest)
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}")
+        if n == 0:
+            raise LtvError("no images left to ingest (check the view filter, splits and ids)")
+        if self.labels.shape[:2] != (n, len(self.label_sets)):
+            raise ValueError(f"labels shape {self.labels.shape} does not match {n} images x {len(self.label_sets)} sets")
+        bad_splits = set(self.manifest["split"]) - set(SPLITS)
+        if bad_splits:
+            raise LtvError(f"unknown split value(s) {sorted(bad_splits)}; expected {', '.join(SPLITS)}")
+        if self.manifest["image_id"].duplicated().any():
+            dup = self.manifest["image_id"][self.manifest["image_id"].duplicated()].iloc[0]
+            raise LtvError(f"image id {dup!r} appears more than once")
+
+
+def _full_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
+    frame = manifest.copy()
+    for column in MANIFEST_COLUMNS:
+        if column not in frame:
+            frame[column] = ""
+    ordered = list(MANIFEST_COLUMNS) + [c for c in frame.columns if c not in MANIFEST_COLUMNS]
+    return frame[ordered].astype(str).reset_index(drop=True)
+
+
+def _fingerprint(manifest: pd.DataFrame, size: int, channels: int) -> str:
+    """Identify a plan of images to decode; a partial folder is resumed only under the same plan."""
+    digest = hashlib.sha256()
+    digest.update(f"{FORMAT_VERSION}|{size}|{channels}|{len(manifest)}".encode())
+    for image_id, source in zip(manifest["image_id"], manifest["source"]):
+        digest.update(f"{image_id}\0{source}\n".encode())
+    return digest.hexdigest()
+
+
+def build_dataset(
+    spec: DatasetSpec,
+    out: str | Path,
+    *,
+    size: int,
+    channels: int,
+    decode: Callable[[str, int, int], np.ndarray] | None = None,
+    workers: int = 0,
+    strict: bool = False,
+) -> Dataset:
+    """Decode the images of ``spec`` into a cache and publish the dataset folder at ``out``.
+
+    ``decode(source, size, channels)`` turns one file into a uint8 array; it
+    must be a module-level function (it runs in worker processes). With
+    ``strict`` the first unreadable image stops the ingest; otherwise such
+    images are left out, counted, and listed in ``skipped.csv``.
+    """
+    spec.validate()
+    if size < 8:
+        raise LtvError(f"--size must be at least 8 pixels, got {size}")
+    out = Path(out)
+    staging = out.with_name(out.name + ".partial")
+    manifest = _full_manifest(spec.manifest)
+    shape = (len(manifest), size, size) + ((3,) if channels == 3 else ())
+    fingerprint = _fingerprint(manifest, size, channels)
+
+    status = _open_staging(staging, fingerprint, len(manifest))
+    failures: dict[int, str] = {}
+    images = open_memmap(staging / "images.npy", mode="r+" if (staging / "images.npy").exists() else "w+",
+                         dtype=np.uint8, shape=shape)
+    if spec.pixels is not None:
+        images[:] = spec.pixels
+        status[:] = DONE
+    else:
+        if decode is None:
+            raise ValueError("decode is required when spec.pixels is None")
+        failures = _fill_images(manifest["source"].tolist(), images, status, staging, decode, size, channels,
+                                workers, strict)
+    images.flush()
+    del images
+    keep = status == DONE
+    skipped = manifest.loc[~keep, ["image_id", "source"]].copy()
+    if len(skipped):
+        skipped["reason"] = [failures.get(i, "not decoded") for i in np.flatnonzero(~keep)]
+        warn(f"{len(skipped)} image(s) could not be read and were left out; see {out / 'skipped.csv'}")
+    if not keep.any():
+        raise LtvError("no image could be read; nothing was written (first failure: "
+                       f"{skipped['source'].iloc[0]}: {skipped['reason'].iloc[0]})")
+    _write_arrays(spec, manifest, keep, staging, skipped)
+    meta = _metadata(spec, manifest[keep], size, channels)
+    (staging / "status.npy").unlink()
+    (staging / "plan.json").unlink()
+    atomic.write_json(staging / "dataset.json", meta)
+    atomic.replace_dir(staging, out)
+    log(f"wrote {out} ({meta['n_images']} images, {len(spec.label_sets)} label sets)")
+    return Dataset.open(out)
+
+
+def _open_staging(staging: Path, fingerprint: str, n: int) -> np.ndarray:
+    """Return the per-image status array of the staging folder, resuming when the plan matches."""
+    plan_file = staging / "plan.json"
+    if staging.exists():
+        try:
+            same_plan = json.loads(plan_file.read_text())["fingerprint"] == fingerprint
+            status = np.load(staging / "status.npy")
+            same_plan = same_plan and status.shape == (n,)
+        except (OSError, ValueError, KeyError):
+            same_plan = False
+        if same_plan:
+            done = int((status == DONE).sum())
+            log(f"resuming the interrupted ingest in {staging}: {done} of {n} images already decoded")
+            status[status == FAILED] = PENDING  # retry: the user may have fixed the file
+            return status
+        log(f"discarding {staging}: it was started with other inputs")
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    atomic.write_json(plan_file, {"fingerprint": fingerprint, "ltv_version": __version__})
+    status = np.zeros(n, dtype=np.int8)
+    atomic.write_npy(staging / "status.npy", status)
+    return status
+
+
+def _decode_one(job: tuple[int, str, Callable, int, int]) -> tuple[int, np.ndarray | None, str | None]:
+    index, source, decode, size, channels = job
+    try:
+        return index, decode(source, size, channels), None
+    except LtvError as exc:
+        return index, None, str(exc)
+    except Exception as exc:  # any decoder failure is a property of that file, reported per image
+        return index, None, f"{type(exc).__name__}: {exc}"
+
+
+def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, staging: Path,
+                 decode: Callable, size: int, channels: int, workers: int, strict: bool) -> dict[int, str]:
+    """Decode every pending image into ``images``; save progress after each chunk."""
+    pending = np.flatnonzero(status != DONE)
+    failures: dict[int, str] = {}
+    jobs = ((int(i), sources[i], decode, size, channels) for i in pending)
+    with track(len(pending), "decoding images") as advance, _mapper(workers) as mapper:
+        for chunk in _chunks(mapper(_decode_one, jobs), CHUNK):
+            for index, pixels, error in chunk:
+                if error is None:
+                    images[index] = pixels
+                    status[index] = DONE
+                else:
+                    status[index] = FAILED
+                    failures[index] = error
+                    if strict:
+                        _save_status(images, status, staging)
+                        raise LtvError(f"{sources[index]}: cannot read image ({error}); --strict stops here")
+            _save_status(images, status, staging)
+            advance(len(chunk))
+    return failures
+
+
+def _save_status(images: np.ndarray, status: np.ndarray, staging: Path) -> None:
+    images.flush()  # pixels reach the disk before the status that claims them
+    atomic.write_npy(staging / "status.npy", status)
+
+
+class _mapper:
+    """``map`` in this process (workers=0) or an ordered map over a process pool."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = None
+
+    def __enter__(self):
+        if self.workers <= 0:
+            return map
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        return lambda fn, jobs: self.pool.map(fn, jobs, chunksize=8)
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _chunks(iterable, n: int) -> Iterator[list]:
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _write_arrays(spec: DatasetSpec, manifest: pd.DataFrame, keep: np.ndarray, staging: Path,
+                  skipped: pd.DataFrame) -> None:
+    """Write labels, ground truth and manifest for the kept images; compact the image cache if needed."""
+    if not keep.all():
+        _compact_images(staging / "images.npy", keep)
+    atomic.write_npy(staging / "labels.npy", spec.labels[keep])
+    if spec.ground_truth is not None:
+        atomic.write_npy(staging / "ground_truth.npy", spec.ground_truth[keep])
+    if spec.raw_labels is not None:
+        atomic.write_npy(staging / "raw_labels.npy", spec.raw_labels[keep])
+    atomic.write_csv(staging / "images.csv", manifest[keep])
+    if spec.reports is not None:
+        kept_ids = set(manifest.loc[keep, "image_id"])
+        atomic.write_csv(staging / "reports.csv", spec.reports[spec.reports["image_id"].isin(kept_ids)])
+    if len(skipped):
+        atomic.write_csv(staging / "skipped.csv", skipped)
+
+
+def _compact_images(path: Path, keep: np.ndarray) -> None:
+    source = np.load(path, mmap_mode="r")
+    with atomic.atomic_path(path) as tmp:
+        target = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(int(keep.sum()),) + source.shape[1:])
+        rows = np.flatnonzero(keep)
+        for start in range(0, len(rows), CHUNK):
+            part = rows[start:start + CHUNK]
+            target[start:start + len(part)] = source[part]
+        target.flush()
+        del target
+    del source
+
+
+def _metadata(spec: DatasetSpec, manifest: pd.DataFrame, size: int, channels: int) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "ltv_version": __version__,
+        "task": spec.task,
+        "classes": list(spec.classes),
+        "label_sets": [ls.to_json() for ls in spec.label_sets],
+        "labellers": list(spec.labellers),
+        "n_images": int(len(manifest)),
+        "splits": {split: int((manifest["split"] == split).sum()) for split in SPLITS},
+        "image_size": int(size),
+        "channels": int(channels),
+        "has_ground_truth": spec.ground_truth is not None,
+        "has_reports": spec.reports is not None or bool((manifest["report"] != "").any()),
+        "source": spec.source,
+    }

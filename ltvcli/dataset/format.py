@@ -1,0 +1,240 @@
+"""The dataset folder: the on-disk contract between ingest, train, export and evaluate.
+
+A dataset folder holds, for N images, M label sets over C classes::
+
+    dataset.json        format version, task, classes, label sets, image size; written last
+    images.csv          the manifest: one row per image (ids, split, view, source path, report)
+    labels.npy          label sets; multilabel int8 [N, M, C] in {1, 0, -1 = missing},
+                        multiclass int16 [N, M] class id or -1 = missing
+    images.npy          uint8 [N, S, S] (grayscale) or [N, S, S, 3] (RGB), memory-mapped
+    ground_truth.npy    optional; int8 [N, C] or int16 [N], -1 = not labelled
+    raw_labels.npy      optional; int8 [N, L, C], each labeller's raw codes (see RAW_*)
+    reports.csv         optional; image_id, text for sources whose report text is inline
+    skipped.csv         optional; images that could not be decoded, and why
+
+``docs/dataset-format.md`` is the user-facing description; this module is the
+single implementation of it. A folder without ``dataset.json`` (an interrupted
+ingest) is never opened as a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ltvcli.errors import LtvError
+
+FORMAT_VERSION = 1
+TASKS = ("multilabel", "multiclass")
+SPLITS = ("train", "validate", "test")
+
+#: Value of a label-set entry with no label (blank with policy "ignore", or not labelled at all).
+MISSING = -1
+#: Raw labeller codes stored in raw_labels.npy (the MIMIC CSV convention, plus a code for blank).
+RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK = 1, 0, -1, -2
+
+MANIFEST_COLUMNS = ("image_id", "study_id", "subject_id", "split", "view", "source", "report")
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """One label set: which labeller produced it and how its uncertain labels were mapped."""
+
+    name: str
+    labeller: str
+    policy: str | None = None  # "u0", "u1", "ignore", or None where the labeller has no uncertain class
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "labeller": self.labeller, "policy": self.policy}
+
+
+class Dataset:
+    """A read-only view of a complete dataset folder.
+
+    Arrays are loaded lazily; ``images`` is memory-mapped, so opening a
+    dataset of 300,000 images costs nothing until pixels are read.
+    """
+
+    def __init__(self, path: Path, meta: dict, manifest: pd.DataFrame):
+        self.path = path
+        self.meta = meta
+        self.manifest = manifest
+        self._cache: dict[str, np.ndarray | None] = {}
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | Path) -> "Dataset":
+        """Open a dataset folder, checking that it is complete and of a known format version."""
+        path = Path(path)
+        meta_path = path / "dataset.json"
+        if not path.is_dir():
+            raise LtvError(f"{path}: no such dataset folder")
+        if not meta_path.is_file():
+            partial = path.with_name(path.name + ".partial")
+            hint = f" (an interrupted ingest left {partial}; re-run the ingest to finish it)" if partial.exists() else ""
+            raise LtvError(f"{path}: not a complete ltv dataset, dataset.json is missing{hint}")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise LtvError(f"{meta_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise LtvError(f"{meta_path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        manifest = pd.read_csv(path / "images.csv", dtype=str, keep_default_na=False)
+        if len(manifest) != meta["n_images"]:
+            raise LtvError(f"{path / 'images.csv'}: {len(manifest)} rows, dataset.json says {meta['n_images']}")
+        return cls(path, meta, manifest)
+
+    # --------------------------------------------------------------- metadata
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def is_multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def label_sets(self) -> list[LabelSet]:
+        return [LabelSet(**item) for item in self.meta["label_sets"]]
+
+    @property
+    def label_set_names(self) -> list[str]:
+        return [item["name"] for item in self.meta["label_sets"]]
+
+    @property
+    def labellers(self) -> list[str]:
+        """Labellers with raw codes in raw_labels.npy (empty when the source had none)."""
+        return list(self.meta.get("labellers", []))
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.meta["channels"])
+
+    def __len__(self) -> int:
+        return int(self.meta["n_images"])
+
+    @property
+    def image_ids(self) -> np.ndarray:
+        return self.manifest["image_id"].to_numpy()
+
+    # ----------------------------------------------------------------- arrays
+    def _array(self, name: str, *, mmap: bool = False, optional: bool = False) -> np.ndarray | None:
+        if name not in self._cache:
+            file = self.path / f"{name}.npy"
+            if not file.exists():
+                if not optional:
+                    raise LtvError(f"{file}: missing from the dataset folder")
+                self._cache[name] = None
+            else:
+                self._cache[name] = np.load(file, mmap_mode="r" if mmap else None)
+        return self._cache[name]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Label sets: int8 [N, M, C] (multilabel) or int16 [N, M] (multiclass), -1 = missing."""
+        return self._array("labels")
+
+    @property
+    def images(self) -> np.ndarray:
+        """Memory-mapped uint8 images [N, S, S] or [N, S, S, 3]."""
+        return self._array("images", mmap=True)
+
+    @property
+    def ground_truth(self) -> np.ndarray | None:
+        """Ground truth, int8 [N, C] or int16 [N] with -1 where not labelled; None if absent."""
+        return self._array("ground_truth", optional=True)
+
+    @property
+    def raw_labels(self) -> np.ndarray | None:
+        """Raw labeller codes int8 [N, L, C] (RAW_* values); None if the source had none."""
+        return self._array("raw_labels", optional=True)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        gt = self.ground_truth
+        return gt is not None and bool((gt != MISSING).any())
+
+    # ---------------------------------------------------------------- helpers
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices of one split (``train``, ``validate`` or ``test``)."""
+        if split not in SPLITS:
+            raise LtvError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return np.flatnonzero(self.manifest["split"].to_numpy() == split)
+
+    def label_set_index(self, name: str) -> int:
+        """Position of a label set by name, with a clear error listing the names that exist."""
+        names = self.label_set_names
+        if name not in names:
+            raise LtvError(f"{self.path}: no label set {name!r}; this dataset has {', '.join(names)}")
+        return names.index(name)
+
+    def class_index(self, name: str) -> int:
+        """Position of a class by name (findings also by their short names)."""
+        from ltvcli.findings import canonical, is_finding
+
+        classes = self.classes
+        if name in classes:
+            return classes.index(name)
+        if is_finding(name) and canonical(name) in classes:
+            return classes.index(canonical(name))
+        raise LtvError(f"{self.path}: no class {name!r}; this dataset has {', '.join(classes)}")
+
+    def targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Label sets as float targets and a validity mask, both [N, M, C].
+
+        Multi-class label sets become one-hot vectors (the paper's treatment
+        of CIFAR-10); a missing multi-class label masks the whole vector.
+        """
+        return as_targets(self.labels, self.is_multilabel, len(self.classes))
+
+    def ground_truth_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ground truth as float targets and mask, [N, C]; raises if the dataset has none."""
+        if not self.has_ground_truth:
+            raise LtvError(f"{self.path}: this dataset has no ground-truth labels")
+        gt = self.ground_truth
+        targets, mask = as_targets(gt[:, None], self.is_multilabel, len(self.classes))
+        return targets[:, 0], mask[:, 0]
+
+    def report_texts(self) -> list[str | None]:
+        """Report text per image: inline text (reports.csv) or the report file named in the manifest."""
+        inline: dict[str, str] = {}
+        reports_csv = self.path / "reports.csv"
+        if reports_csv.exists():
+            frame = pd.read_csv(reports_csv, dtype=str, keep_default_na=False)
+            inline = dict(zip(frame["image_id"], frame["text"]))
+        texts: list[str | None] = []
+        for image_id, report in zip(self.manifest["image_id"], self.manifest.get("report", [""] * len(self))):
+            if image_id in inline:
+                texts.append(inline[image_id])
+            elif report and Path(report).is_file():
+                texts.append(Path(report).read_text(encoding="utf-8", errors="replace"))
+            else:
+                texts.append(None)
+        return texts
+
+
+def as_targets(labels: np.ndarray, multilabel: bool, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Turn stored labels ([N, M, C] or [N, M] class ids) into float targets and a mask, [N, M, C]."""
+    if multilabel:
+        mask = labels != MISSING
+        return np.where(mask, labels, 0).astype(np.float32), mask
+    ids = labels.astype(np.int64)
+    valid = ids != MISSING
+    onehot = np.zeros(ids.shape + (n_classes,), dtype=np.float32)
+    np.put_along_axis(onehot, np.where(valid, ids, 0)[..., None], 1.0, axis=-1)
+    onehot[~valid] = 0.0
+    mask = np.repeat(valid[..., None], n_classes, axis=-1)
+    return onehot, mask

@@ -1,0 +1,100 @@
+"""Counts a user checks before training (``ltv info``).
+
+The layout follows the paper's Table 1: per labeller and finding the
+positives, the uncertains and their ratio, plus per label set and split the
+positive / negative / missing counts and how often the label sets disagree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, SPLITS, Dataset
+
+
+def summarize(dataset: Dataset) -> dict:
+    """All counts of ``ltv info --json`` as one JSON-ready dict."""
+    manifest = dataset.manifest
+    targets, mask = dataset.targets()
+    summary = {
+        "path": str(dataset.path),
+        "task": dataset.task,
+        "n_images": len(dataset),
+        "image_size": dataset.image_size,
+        "channels": dataset.channels,
+        "classes": dataset.classes,
+        "label_sets": dataset.label_set_names,
+        "has_ground_truth": dataset.has_ground_truth,
+        "splits": {s: int((manifest["split"] == s).sum()) for s in SPLITS},
+        "views": {str(view): int(count) for view, count in manifest["view"].value_counts().sort_index().items()},
+        "label_counts": {},
+        "disagreement": {},
+    }
+    for split in SPLITS:
+        rows = dataset.indices(split)
+        if len(rows) == 0:
+            continue
+        summary["label_counts"][split] = _label_counts(dataset, targets[rows], mask[rows])
+        summary["disagreement"][split] = _disagreement(dataset, targets[rows], mask[rows])
+    if dataset.raw_labels is not None:
+        summary["labellers"] = _raw_counts(dataset)
+    if dataset.has_ground_truth:
+        gt = dataset.ground_truth
+        labelled = gt != MISSING if dataset.is_multilabel else np.repeat((gt != MISSING)[:, None], len(dataset.classes), 1)
+        summary["ground_truth"] = {
+            s: int(labelled[dataset.indices(s)].any(axis=1).sum()) for s in SPLITS
+        }
+    return summary
+
+
+def _label_counts(dataset: Dataset, targets: np.ndarray, mask: np.ndarray) -> dict:
+    counts = {}
+    for m, name in enumerate(dataset.label_set_names):
+        per_class = {}
+        for c, cls in enumerate(dataset.classes):
+            valid = mask[:, m, c]
+            positive = int((targets[valid, m, c] == 1).sum())
+            per_class[cls] = {"positive": positive, "negative": int(valid.sum()) - positive,
+                              "missing": int((~valid).sum())}
+        counts[name] = per_class
+    return counts
+
+
+def _disagreement(dataset: Dataset, targets: np.ndarray, mask: np.ndarray) -> dict:
+    """Per class, the share of images whose labelled label sets do not all agree."""
+    out = {}
+    for c, cls in enumerate(dataset.classes):
+        values = np.where(mask[:, :, c], targets[:, :, c], np.nan)
+        labelled = mask[:, :, c].sum(axis=1) >= 2
+        if not labelled.any():
+            out[cls] = None
+            continue
+        spread = np.nanmax(values[labelled], axis=1) != np.nanmin(values[labelled], axis=1)
+        out[cls] = round(float(spread.mean()), 4)
+    return out
+
+
+def _raw_counts(dataset: Dataset) -> dict:
+    """Per labeller, split and finding: raw positive, negative, uncertain and blank counts."""
+    raw = dataset.raw_labels
+    result = {}
+    for j, labeller in enumerate(dataset.labellers):
+        per_split = {}
+        for split in SPLITS:
+            rows = dataset.indices(split)
+            if len(rows) == 0:
+                continue
+            per_class = {}
+            for c, cls in enumerate(dataset.classes):
+                codes = raw[rows, j, c]
+                pos, unc = int((codes == RAW_POSITIVE).sum()), int((codes == RAW_UNCERTAIN).sum())
+                per_class[cls] = {
+                    "positive": pos,
+                    "negative": int((codes == RAW_NEGATIVE).sum()),
+                    "uncertain": unc,
+                    "blank": int((codes == RAW_BLANK).sum()),
+                    "u_p_ratio": round(unc / pos, 3) if pos else None,
+                }
+            per_split[split] = per_class
+        result[labeller] = per_split
+    return result
