@@ -1,0 +1,1 @@
+"""Fusion methods: how M label sets become one training signal."""

@@ -1,0 +1,1 @@
+"""Training: data path from the image cache, the loop, run folders, checkpoints."""
