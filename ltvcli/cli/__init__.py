@@ -4,6 +4,7 @@ from ltvcli.cli.app import app
 from ltvcli.cli import info as _info  # noqa: F401  (registers commands)
 from ltvcli.cli import ingest as _ingest  # noqa: F401
 from ltvcli.cli import demo as _demo  # noqa: F401
+from ltvcli.cli import simulate as _simulate  # noqa: F401
 
 
 def main() -> None:

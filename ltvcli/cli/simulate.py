@@ -1,0 +1,25 @@
+"""``ltv simulate``: replace a dataset's label sets by simulated annotators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ltvcli.cli.app import app, command
+from ltvcli.simulate import ANNOTATOR_TYPES, simulate_dataset
+
+
+@command(app, "simulate")
+def simulate(
+    dataset: Path = typer.Argument(..., help="A dataset folder with ground truth (e.g. from `ltv ingest cifar10`)."),
+    out: Path = typer.Option(..., "--out", help="The new dataset folder to write."),
+    annotators: str = typer.Option(",".join(ANNOTATOR_TYPES), help="Comma-separated annotator types; repeats allowed."),
+    noise: float = typer.Option(0.3, help="Noise level of HS, SF, OC and AVG (0-1); AD is always 100 % wrong."),
+    seed: int = typer.Option(0, help="Seed of the label draws."),
+    matrices: Path = typer.Option(None, help="JSON file of extra annotators: {name: [[row], ...]}."),
+) -> None:
+    """Draw one label set per simulated annotator from its confusion matrix (the paper's Figure 3)."""
+    kinds = [k for k in annotators.split(",") if k.strip()]
+    ds = simulate_dataset(dataset, out, annotators=kinds, noise=noise, seed=seed, matrices=matrices)
+    typer.echo(f"{out}: {len(ds)} images, label sets {', '.join(ds.label_set_names)}")

@@ -1,0 +1,165 @@
+"""Simulated annotators: label sets drawn from known confusion matrices.
+
+The paper proves learning-to-vote on CIFAR-10 with five simulated annotator
+types (its Figure 3, after Tanno et al., CVPR 2019). Each annotator is a
+confusion matrix A with A[i, j] = P(annotator says j | true class i); every
+sample's label is drawn from the row of its true class, so *which* samples
+are corrupted is random while the annotator's overall noise is the matrix's.
+
+Multi-class (C classes), at noise level rho:
+
+* ``HS`` hammer-spammer: right with probability 1 - rho, otherwise any other class uniformly;
+* ``SF`` structured flips: right with 1 - rho, otherwise always the *next* class (c -> c + 1 mod C);
+* ``OC`` ordered confusion: right with 1 - rho, otherwise a neighbouring class in class order
+  (c - 1 or c + 1, half each; the single neighbour at the ends);
+* ``AD`` adversarial: always wrong, systematically: c -> c + floor(C / 2) mod C (noise 100 %, not scaled);
+* ``AVG`` the average of the HS, SF, OC and AD matrices at that level.
+
+Multi-label data use, per class, a 2x2 matrix over (negative, positive):
+``HS`` flips both ways with rho; ``SF`` misses positives (false-negative rate rho);
+``OC`` over-calls (false-positive rate rho); ``AD`` always flips; ``AVG`` averages them.
+``docs/annotators.md`` writes every matrix out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ltvcli.console import log
+from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
+from ltvcli.dataset.format import MISSING
+from ltvcli.errors import LtvError
+
+ANNOTATOR_TYPES = ("HS", "SF", "OC", "AD", "AVG")
+
+
+def confusion_matrix(kind: str, n_classes: int, noise: float) -> np.ndarray:
+    """The C x C confusion matrix of one annotator type at noise level ``noise`` (0..1)."""
+    kind = _check_kind(kind)
+    _check_noise(noise)
+    if n_classes < 2:
+        raise LtvError("simulated annotators need at least 2 classes")
+    if kind == "AVG":
+        return np.mean([confusion_matrix(k, n_classes, noise) for k in ("HS", "SF", "OC", "AD")], axis=0)
+    eye = np.eye(n_classes)
+    if kind == "AD":
+        return np.roll(eye, n_classes // 2, axis=1)
+    if kind == "HS":
+        wrong = (1 - eye) / (n_classes - 1)
+    elif kind == "SF":
+        wrong = np.roll(eye, 1, axis=1)
+    else:  # OC
+        wrong = np.roll(eye, 1, axis=1) + np.roll(eye, -1, axis=1)
+        wrong[0, -1] = wrong[-1, 0] = 0.0  # no wrap-around: the ends have one neighbour
+        wrong /= wrong.sum(axis=1, keepdims=True)
+    return (1 - noise) * eye + noise * wrong
+
+
+def flip_matrix(kind: str, noise: float) -> np.ndarray:
+    """The 2x2 (negative, positive) matrix of one annotator type for a multi-label class."""
+    kind = _check_kind(kind)
+    _check_noise(noise)
+    fpr, fnr = {"HS": (noise, noise), "SF": (0.0, noise), "OC": (noise, 0.0), "AD": (1.0, 1.0)}.get(kind, (0, 0))
+    if kind == "AVG":
+        return np.mean([flip_matrix(k, noise) for k in ("HS", "SF", "OC", "AD")], axis=0)
+    return np.array([[1 - fpr, fpr], [fnr, 1 - fnr]])
+
+
+def check_matrix(matrix: np.ndarray, n: int, name: str) -> np.ndarray:
+    """Validate a user-supplied confusion matrix: n x n, non-negative, rows summing to 1."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (n, n):
+        raise LtvError(f"confusion matrix {name!r}: shape {matrix.shape}, expected ({n}, {n})")
+    if (matrix < 0).any():
+        raise LtvError(f"confusion matrix {name!r}: negative entries")
+    sums = matrix.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1) > 1e-6)
+    if len(bad):
+        raise LtvError(f"confusion matrix {name!r}: row {bad[0]} sums to {sums[bad[0]]:.6g}, expected 1")
+    return matrix
+
+
+def load_matrices(path: Path, n: int) -> dict[str, np.ndarray]:
+    """Read ``{"name": [[...], ...], ...}`` from a JSON file; each matrix n x n (2 x 2 for multi-label)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LtvError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise LtvError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise LtvError(f"{path}: expected a JSON object mapping annotator names to matrices")
+    return {name: check_matrix(value, n, f"{path}:{name}") for name, value in raw.items()}
+
+
+def draw_labels(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw one label per entry of ``truth`` (class ids, -1 = unknown) from the rows of ``matrix``."""
+    known = truth != MISSING
+    cumulative = np.cumsum(matrix, axis=1)
+    cumulative[:, -1] = 1.0
+    u = rng.random(truth.shape)
+    rows = cumulative[np.where(known, truth, 0)]
+    drawn = (u[..., None] > rows).sum(axis=-1)
+    return np.where(known, drawn, MISSING)
+
+
+def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[str] | None = None,
+                     noise: float = 0.3, seed: int = 0, matrices: Path | None = None) -> Dataset:
+    """Write a copy of ``dataset`` whose label sets come from simulated annotators.
+
+    ``annotators`` lists types (repeats allowed: ``HS,HS,AD``); ``matrices``
+    (a JSON file) adds user-defined annotators. Ground truth, images and
+    splits are kept; the original label sets are replaced.
+    """
+    source = Dataset.open(dataset)
+    if not source.has_ground_truth:
+        raise LtvError(f"{source.path}: simulated annotators need ground truth (clean labels) to corrupt")
+    n = 2 if source.is_multilabel else len(source.classes)
+    named = _named_matrices(annotators if annotators is not None else list(ANNOTATOR_TYPES), source, noise)
+    if matrices is not None:
+        named.update(load_matrices(matrices, n))
+    if not named:
+        raise LtvError("no annotators: give --annotators and/or --matrices")
+    rng = np.random.default_rng(seed)
+    truth = source.ground_truth.astype(np.int64)
+    labels = np.stack([draw_labels(truth, m, rng) for m in named.values()], axis=1)
+    labels = labels.astype(np.int8 if source.is_multilabel else np.int16)
+    for j, name in enumerate(named):
+        valid = labels[:, j] != MISSING
+        log(f"annotator {name}: label accuracy {np.mean(labels[:, j][valid] == truth[valid]):.3f}", level=2)
+    spec = DatasetSpec(
+        task=source.task, classes=source.classes, manifest=source.manifest,
+        label_sets=[LabelSet(name=name, labeller=name) for name in named], labels=labels,
+        ground_truth=source.ground_truth, reports=None, pixels=source.images,
+        source={"name": "simulate", "from": str(source.path), "noise": noise, "seed": seed,
+                "matrices": {k: v.tolist() for k, v in named.items()}},
+    )
+    return build_dataset(spec, out, size=source.image_size, channels=source.channels)
+
+
+def _named_matrices(kinds: list[str], source: Dataset, noise: float) -> dict[str, np.ndarray]:
+    named: dict[str, np.ndarray] = {}
+    for kind in kinds:
+        kind = _check_kind(kind)
+        matrix = flip_matrix(kind, noise) if source.is_multilabel else confusion_matrix(kind, len(source.classes), noise)
+        name, i = kind, 1
+        while name in named:
+            i += 1
+            name = f"{kind}_{i}"
+        named[name] = matrix
+    return named
+
+
+def _check_kind(kind: str) -> str:
+    upper = kind.strip().upper()
+    if upper not in ANNOTATOR_TYPES:
+        raise LtvError(f"unknown annotator type {kind!r}; expected one of {', '.join(ANNOTATOR_TYPES)}")
+    return upper
+
+
+def _check_noise(noise: float) -> None:
+    if not 0.0 <= noise <= 1.0:
+        raise LtvError(f"--noise must be between 0 and 1 (a fraction), got {noise}")
