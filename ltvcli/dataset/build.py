@@ -20,7 +20,7 @@ import json
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -224,7 +224,10 @@ class _mapper:
     def __enter__(self):
         if self.workers <= 0:
             return map
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        # fork where the platform has it: a spawned worker re-imports the CLI (and torch) before its
+        # first image, which costs seconds per worker; nothing before the pool has started threads.
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context(method))
         return lambda fn, jobs: self.pool.map(fn, jobs, chunksize=8)
 
     def __exit__(self, *exc):

@@ -71,11 +71,11 @@ class Dataset:
         """Open a dataset folder, checking that it is complete and of a known format version."""
         path = Path(path)
         meta_path = path / "dataset.json"
+        partial = path.with_name(path.name + ".partial")
+        hint = f" (an interrupted ingest left {partial}; re-run the ingest to finish it)" if partial.exists() else ""
         if not path.is_dir():
-            raise LtvError(f"{path}: no such dataset folder")
+            raise LtvError(f"{path}: no such dataset folder{hint}")
         if not meta_path.is_file():
-            partial = path.with_name(path.name + ".partial")
-            hint = f" (an interrupted ingest left {partial}; re-run the ingest to finish it)" if partial.exists() else ""
             raise LtvError(f"{path}: not a complete ltv dataset, dataset.json is missing{hint}")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))

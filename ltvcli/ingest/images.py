@@ -5,14 +5,17 @@ or as JPG/PNG. Everything ends as a ``size x size`` uint8 array, grayscale or
 RGB, resized without keeping the aspect ratio (the paper resizes to 256x256).
 
 DICOM pixels go through the modality LUT (rescale slope/intercept) and the
-VOI LUT or stored window, the way a viewer shows them, then are stretched to
-0-255; MONOCHROME1 is inverted so that bone is always bright. JPEG sources
+VOI LUT or stored window, the way a viewer shows them: the window's output
+range becomes 0-255 (without a window, the image's own value range does);
+MONOCHROME1 is inverted so that bone is always bright. Colour DICOMs (RGB,
+YBR, palette) stay colour until :func:`resize` converts them. JPEG sources
 use Pillow's reduced-size decoding (``draft``): a 2500x3000 JPEG decoded at
 1/8 scale is several times faster, and the result is resized the same way.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,15 @@ def load_image_full(source: str, size: int, channels: int) -> np.ndarray:
     return load_image(source, size, channels, reduced=False)
 
 
+def default_workers(workers: int | None) -> int:
+    """Decoding processes: the user's number, else min(8, CPU count); 0 decodes in this process."""
+    if workers is None:
+        return min(8, os.cpu_count() or 1)
+    if workers < 0:
+        raise LtvError(f"--workers must be 0 (decode in this process) or more; got {workers}")
+    return workers
+
+
 def resize(image: Image.Image, size: int, channels: int) -> np.ndarray:
     """Convert to grayscale or RGB and resize to a square with antialiasing."""
     image = image.convert("L" if channels == 1 else "RGB")
@@ -55,43 +67,92 @@ def _is_dicom(path: Path) -> bool:
 
 
 def _open_raster(path: Path, draft_size: int | None) -> Image.Image:
-    image = Image.open(path)
-    if draft_size is not None and image.format == "JPEG":
-        # Decode at the smallest 1/2, 1/4 or 1/8 scale that is still at least the target size.
-        image.draft(image.mode, (draft_size, draft_size))
-    image.load()
+    with Image.open(path) as image:
+        if draft_size is not None and image.format == "JPEG":
+            # Decode at the smallest 1/2, 1/4 or 1/8 scale that is still at least the target size.
+            image.draft(image.mode, (draft_size, draft_size))
+        image.load()
     if image.mode in ("I;16", "I;16B", "I", "F"):
-        return Image.fromarray(_stretch(np.asarray(image, dtype=np.float64)))
+        return Image.fromarray(_stretch(np.asarray(image)))
     return image
 
 
 def dicom_to_uint8(path: Path) -> np.ndarray:
-    """Read a DICOM file's first frame as display-ready uint8 pixels."""
+    """Read a DICOM file's first frame as display-ready uint8: [H, W] grayscale, or [H, W, 3] for colour."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_color_lut, pixel_array
 
     dataset = pydicom.dcmread(path)
     if "PixelData" not in dataset:
         raise LtvError("DICOM file has no pixel data")
-    pixels = dataset.pixel_array
-    if getattr(dataset, "NumberOfFrames", 1) not in (None, "", 1) and pixels.ndim == 3 and \
-            dataset.get("SamplesPerPixel", 1) == 1:
-        pixels = pixels[0]
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
+    pixels = pixel_array(dataset, index=0)  # first frame only; YBR is converted to RGB
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if photometric == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, dataset)
     if not photometric.startswith("MONOCHROME"):
-        return np.asarray(Image.fromarray(pixels).convert("L")) if pixels.ndim == 3 else _stretch(pixels)
-    values = apply_modality_lut(pixels, dataset)
-    if "VOILUTSequence" in dataset or "WindowCenter" in dataset:
-        values = apply_voi_lut(values, dataset, prefer_lut=True)
-    out = _stretch(np.asarray(values, dtype=np.float64))
-    if photometric == "MONOCHROME1":
-        out = 255 - out
-    return out
+        return _stretch(pixels) if pixels.dtype != np.uint8 else pixels
+    out = _display_grayscale(pixels, dataset)
+    return 255 - out if photometric == "MONOCHROME1" else out
 
 
-def _stretch(values: np.ndarray) -> np.ndarray:
-    """Map the value range of an image linearly onto 0-255."""
-    low, high = float(values.min()), float(values.max())
+def _display_grayscale(pixels: np.ndarray, dataset) -> np.ndarray:
+    """Grey levels 0-255 of a monochrome frame, computed once per stored value and then looked up.
+
+    Up to 16 bits there are at most 65536 stored values, far fewer than the
+    7.5 million pixels of a chest film: mapping every possible value through
+    :func:`_display_map` and indexing with the pixels gives the same result
+    several times faster than mapping every pixel.
+    """
+    extremes = np.array([pixels.min(), pixels.max()], dtype=pixels.dtype)
+    if pixels.dtype.kind not in "iu" or pixels.dtype.itemsize > 2:
+        return _display_map(pixels, dataset, extremes)
+    unsigned = np.dtype(f"u{pixels.dtype.itemsize}")
+    every_value = np.arange(2 ** (8 * unsigned.itemsize), dtype=unsigned).view(pixels.dtype)
+    return _display_map(every_value, dataset, extremes)[pixels.view(unsigned)]
+
+
+def _display_map(stored: np.ndarray, dataset, extremes: np.ndarray) -> np.ndarray:
+    """Modality LUT, then the VOI LUT or window when the file has one, mapped onto 0-255.
+
+    With a VOI transform the mapping is that of a viewer: the transform's
+    output range becomes 0-255, so an image whose pixels fill only part of the
+    window keeps its brightness instead of being stretched. Without one, the
+    image's own range (its ``extremes`` stored values, after the modality LUT)
+    is stretched onto 0-255.
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(stored, dataset)
+    if "VOILUTSequence" in dataset:
+        return _apply_voi_table(values, dataset)
+    if "WindowCenter" in dataset and "WindowWidth" in dataset:
+        shown = apply_voi_lut(values, dataset, prefer_lut=False)
+        ends = apply_voi_lut(np.array([-1e12, 1e12]), dataset, prefer_lut=False)  # the window's output range
+    else:
+        shown, ends = values, np.asarray(apply_modality_lut(extremes, dataset), dtype=np.float64)
+    return _stretch(shown, float(ends.min()), float(ends.max()))
+
+
+def _apply_voi_table(values: np.ndarray, dataset) -> np.ndarray:
+    """Apply the first VOI LUT of the file; its output range (the table's values) becomes 0-255."""
+    from pydicom.pixels import apply_voi_lut
+
+    item = dataset.VOILUTSequence[0]
+    entries, first, depth = (int(v) for v in item.LUTDescriptor)
+    if depth == 8:
+        # pydicom indexes the table with an array of the entries' dtype: uint8 indices wrap past 256 entries.
+        item.LUTDescriptor = [entries, first, 16]
+    domain = np.arange(first, first + (entries or 2 ** 16))
+    table = apply_voi_lut(domain, dataset)
+    inputs = np.clip(np.rint(values), domain[0], domain[-1]).astype(np.int64)
+    return _stretch(apply_voi_lut(inputs, dataset), float(table.min()), float(table.max()))
+
+
+def _stretch(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Map ``low``..``high`` (default: the image's own range) linearly onto 0-255, clipping outside."""
+    values = np.asarray(values, dtype=np.float64)
+    low = float(values.min()) if low is None else low
+    high = float(values.max()) if high is None else high
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values - low) * (255.0 / (high - low))
