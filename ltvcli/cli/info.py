@@ -27,6 +27,11 @@ def info(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
+    print_summary(summary, split)
+
+
+def print_summary(summary: dict, split: str = "train") -> None:
+    """The tables of ``ltv info`` for a :func:`~ltvcli.dataset.summarize` dict (``ltv demo`` prints them too)."""
     _print_overview(summary)
     if split in summary["label_counts"]:
         _print_label_sets(summary, split)

@@ -1,0 +1,140 @@
+"""``ltv demo``: generate the synthetic MIMIC example, then run the pipeline on it.
+
+The pipeline is a list of named steps (:data:`STEPS`), each a function that
+reads and fills one :class:`DemoResult` and returns a one-line outcome. Later
+stages of ltv (train, export-labels, evaluate) join the demo by appending a
+:class:`DemoStep`; :func:`run_demo` numbers, times and logs whatever is there.
+
+Output folder layout::
+
+    OUT/ltv-demo.json   marks OUT as a demo folder (written first)
+    OUT/source/         the generated MIMIC-layout example (ltvcli.demo.synth)
+    OUT/dataset/        the ingested ltv dataset
+
+Re-running on the same OUT reuses ``source/`` when it was generated with the
+same seed, example size and ltv version (generation is deterministic, so
+regenerating would write the same bytes), and regenerates it otherwise. Every
+later step runs again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ltvcli import atomic
+from ltvcli.console import log
+from ltvcli.dataset import Dataset, summarize
+from ltvcli.demo.synth import (DEFAULT_SUBJECTS, SOURCE_SIZE, DemoFiles, check_example_options, existing_example,
+                               generate_mimic_example)
+from ltvcli.errors import LtvError
+
+MARKER = "ltv-demo.json"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    seed: int = 0
+    size: int = 64  # side of the ingested images
+    workers: int | None = 0  # decoding processes; 0: decode in this process (see run_demo)
+    n_subjects: int = DEFAULT_SUBJECTS
+    source_size: tuple[int, int] = SOURCE_SIZE
+
+
+@dataclass
+class DemoResult:
+    """What the steps have produced so far; each step reads earlier fields and fills its own."""
+
+    out: Path
+    options: DemoOptions
+    files: DemoFiles | None = None
+    dataset: Dataset | None = None
+    summary: dict | None = None  # ltvcli.dataset.summarize of the dataset (what `ltv info --json` prints)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
+
+    @property
+    def source_dir(self) -> Path:
+        return self.out / "source"
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.out / "dataset"
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    name: str
+    description: str
+    run: Callable[[DemoResult], str]  # returns one line saying what the step did
+
+
+def generate(result: DemoResult) -> str:
+    """Write the synthetic MIMIC example into OUT/source, or reuse an identical one."""
+    o = result.options
+    params = dict(n_subjects=o.n_subjects, seed=o.seed, source_size=o.source_size)
+    result.files = existing_example(result.source_dir, **params)
+    if result.files is not None:
+        return f"reused {result.source_dir} (same seed and size)"
+    result.files = generate_mimic_example(result.source_dir, **params)
+    return f"wrote {result.source_dir}"
+
+
+def ingest(result: DemoResult) -> str:
+    """``ltv ingest mimic`` on the example: frontal views, four label sets, hand-labelled test ground truth."""
+    from ltvcli.ingest.mimic import ingest_mimic
+
+    f = result.files
+    result.dataset = ingest_mimic(metadata=f.metadata, split=f.split, negbio=f.negbio, chexpert=f.chexpert,
+                                  images=f.images, out=result.dataset_dir, size=result.options.size,
+                                  ground_truth=f.ground_truth, reports=f.reports, workers=result.options.workers)
+    return f"wrote {result.dataset_dir}: {len(result.dataset)} images, label sets " \
+           f"{', '.join(result.dataset.label_set_names)}"
+
+
+def summary(result: DemoResult) -> str:
+    """The counts `ltv info` shows: splits, views, labeller positives / uncertains, disagreement."""
+    result.summary = summarize(result.dataset)
+    splits = ", ".join(f"{name} {count}" for name, count in result.summary["splits"].items())
+    return f"{splits}; ground truth on {result.summary.get('ground_truth', {}).get('test', 0)} test images"
+
+
+STEPS: list[DemoStep] = [
+    DemoStep("generate", "generating a synthetic MIMIC-CXR example", generate),
+    DemoStep("ingest", "ingesting it (ltv ingest mimic)", ingest),
+    DemoStep("summary", "counting labels (ltv info)", summary),
+]
+
+
+def run_demo(out: Path, *, seed: int = 0, size: int = 64, workers: int | None = 0,
+             n_subjects: int = DEFAULT_SUBJECTS, source_size: tuple[int, int] = SOURCE_SIZE,
+             steps: Sequence[DemoStep] | None = None) -> DemoResult:
+    """Run the demo into ``out`` (created if needed) and return what every step produced.
+
+    ``workers`` defaults to 0 because the example's small images decode in a
+    few milliseconds each, far less than worker processes take to start
+    (``None`` gives the ingest's own default).
+    """
+    out = Path(out)
+    check_example_options(n_subjects, source_size)
+    _claim(out)
+    result = DemoResult(out, DemoOptions(seed=seed, size=size, workers=workers, n_subjects=n_subjects,
+                                         source_size=tuple(source_size)))
+    steps = STEPS if steps is None else steps
+    for number, step in enumerate(steps, 1):
+        log(f"[{number}/{len(steps)}] {step.description}")
+        start = time.perf_counter()
+        outcome = step.run(result)
+        result.seconds[step.name] = time.perf_counter() - start
+        log(f"      {outcome} ({result.seconds[step.name]:.1f} s)")
+    return result
+
+
+def _claim(out: Path) -> None:
+    """Refuse a non-empty folder that is not a demo folder (the demo replaces its subfolders)."""
+    if out.exists() and not out.is_dir():
+        raise LtvError(f"{out} is a file; --out must be a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise LtvError(f"{out} is not empty and was not written by `ltv demo`; choose a new or empty folder")
+    atomic.write_json(out / MARKER, {"written_by": "ltv demo"})

@@ -1,0 +1,74 @@
+"""``ltv demo`` end to end on a small example: generate, ingest, summarise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import Cli
+
+from ltvcli.dataset import Dataset
+
+QUICK = ("--size", "32", "--subjects", "16")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One demo run shared by the tests that only read its output."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return out, Cli()("demo", "--out", out, *QUICK)
+
+
+def test_demo_builds_a_frontal_dataset_with_four_label_sets_and_test_ground_truth(demo_run):
+    out, result = demo_run
+    dataset = Dataset.open(out / "dataset")
+    assert dataset.label_set_names == ["negbio_u0", "negbio_u1", "chexpert_u0", "chexpert_u1"]
+    assert dataset.image_size == 32 and dataset.task == "multilabel" and len(dataset.classes) == 14
+
+    metadata = pd.read_csv(out / "source" / "mimic-cxr-2.0.0-metadata.csv.gz", dtype=str)
+    frontal = metadata[metadata["ViewPosition"].isin(["PA", "AP"])]
+    assert len(frontal) < len(metadata)  # the source has laterals, and the view filter dropped them
+    assert sorted(dataset.image_ids) == sorted(frontal["dicom_id"])
+    assert set(dataset.manifest["view"]) <= {"PA", "AP"}
+
+    labelled = (dataset.ground_truth != -1).any(axis=1)
+    test = np.zeros(len(dataset), dtype=bool)
+    test[dataset.indices("test")] = True
+    assert test.any() and (labelled == test).all()
+
+    assert (dataset.manifest["report"] != "").all()  # every study's report was found
+    assert "negbio_u0" in result.output and "ground truth, test" in result.output
+
+
+def test_rerun_reuses_the_source_and_rebuilds_the_same_dataset(demo_run, cli):
+    out, _ = demo_run
+    before = np.asarray(Dataset.open(out / "dataset").images).copy()
+    stamp = (out / "source" / "demo.json").stat().st_mtime_ns
+    result = cli("demo", "--out", out, *QUICK)
+    assert "reused" in result.output
+    assert (out / "source" / "demo.json").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(np.asarray(Dataset.open(out / "dataset").images), before)
+
+
+def test_another_seed_regenerates_the_source(tmp_path, cli):
+    out = tmp_path / "run"
+    cli("demo", "--out", out, *QUICK, "--seed", "1")
+    first = (out / "source" / "mimic-cxr-2.0.0-chexpert.csv.gz").read_bytes()
+    result = cli("demo", "--out", out, *QUICK, "--seed", "2")
+    assert "reused" not in result.output
+    assert (out / "source" / "mimic-cxr-2.0.0-chexpert.csv.gz").read_bytes() != first
+
+
+def test_refuses_a_folder_that_is_not_a_demo_folder(tmp_path, cli):
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = cli("demo", "--out", tmp_path, *QUICK, ok=False)
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
+    assert str(tmp_path) in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_too_few_subjects_is_a_clear_error(tmp_path, cli):
+    result = cli("demo", "--out", tmp_path / "run", "--subjects", "2", ok=False)
+    assert result.exit_code == 2 and "at least 4 subjects" in result.output
+    assert not (tmp_path / "run").exists()
