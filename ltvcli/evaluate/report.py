@@ -1,0 +1,263 @@
+"""Rendering an :class:`~ltvcli.evaluate.evaluate.EvaluationResult`: terminal, CSV, JSON, Markdown, ROC PNGs.
+
+The terminal table and the Markdown table are the same grid (rows:
+findings and the average, columns: label sets then models, cells
+``AUC [lo, hi]``), built once by :func:`grid`, so what a user sees and what
+they paste into a paper agree. CSV and JSON carry the full-precision
+numbers. Every file goes through :mod:`ltvcli.atomic`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ltvcli.atomic import atomic_path, write_csv, write_json, write_text
+from ltvcli.console import log
+from ltvcli.dataset.format import MISSING
+from ltvcli.evaluate.evaluate import ACCURACY, AVERAGE, EvaluationResult
+from ltvcli.findings import short_name
+
+NOT_COMPUTABLE = "n/a"
+
+
+# ----------------------------------------------------------------------------- the grid
+def format_cell(value: float, lo: float, hi: float) -> str:
+    """``0.914 [0.890, 0.936]``; the interval is left out without resamples, ``n/a`` when not computable."""
+    if not _finite(value):
+        return NOT_COMPUTABLE
+    if not (_finite(lo) and _finite(hi)):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _finite(value) -> bool:
+    return value is not None and not pd.isna(value) and math.isfinite(float(value))
+
+
+def _row_label(result: EvaluationResult, row: pd.Series) -> str:
+    if result.task == "multilabel":
+        return AVERAGE if row.finding == AVERAGE else short_name(row.finding)
+    return "Accuracy" if row.metric == ACCURACY else f"Recall {row['class']}"
+
+
+def grid(result: EvaluationResult) -> pd.DataFrame:
+    """Formatted cells: index = row labels (findings, then Average; or Accuracy, recalls), columns = columns."""
+    value = "auc" if result.task == "multilabel" else "value"
+    frame = result.scores.assign(row=[_row_label(result, r) for _, r in result.scores.iterrows()],
+                                 cell=[format_cell(r[value], r.lo, r.hi) for _, r in result.scores.iterrows()])
+    order = list(dict.fromkeys(frame.row))
+    names = [c.name for c in result.data.columns]
+    return frame.pivot(index="row", columns="model", values="cell").loc[order, names]
+
+
+def _comparison_rows(result: EvaluationResult) -> list[list[str]]:
+    rows = []
+    for _, r in result.comparison.iterrows():
+        label = short_name(r.row) if result.task == "multilabel" and r.row != AVERAGE else r.row
+        p = NOT_COMPUTABLE if not _finite(r.p_value) else ("<0.001" if r.p_value < 0.001 else f"{r.p_value:.3f}")
+        a, b = (f"{v:.3f}" if _finite(v) else NOT_COMPUTABLE for v in (r.value_a, r.value_b))
+        rows.append([label, a, b, _signed(format_cell(r.difference, r.lo, r.hi), r.difference), p])
+    return rows
+
+
+def _signed(text: str, difference: float) -> str:
+    return f"+{text}" if _finite(difference) and difference >= 0 else text
+
+
+def _notes(result: EvaluationResult) -> list[str]:
+    """Footnotes (why a cell is empty, what was left out), one per row and note, naming the columns it concerns."""
+    by_note: dict[tuple[str, str], list[str]] = {}
+    for _, r in result.scores.iterrows():
+        if r.note:
+            by_note.setdefault((_row_label(result, r), r.note), []).append(r.model)
+    everyone = len(result.data.columns)
+    return [f"{label}: {note}" + ("" if len(models) == everyone else f" ({', '.join(models)})")
+            for (label, note), models in by_note.items()]
+
+
+# ----------------------------------------------------------------------------- terminal
+def print_result(result: EvaluationResult, console: Console | None = None) -> None:
+    """The results table (and comparison, confusion matrices) on the terminal."""
+    console = console or Console(soft_wrap=False)
+    cells = grid(result)
+    kinds = {c.name: c.kind for c in result.data.columns}
+    metric = "AUC" if result.task == "multilabel" else "accuracy / recall"
+    title = f"{metric} [{_level(result)} CI], {result.settings['n_images']} images: {result.settings['source']}"
+    table = Table(title=title)
+    table.add_column("finding" if result.task == "multilabel" else "metric")
+    for name in cells.columns:
+        table.add_column(f"{escape(name)}\n[dim]{'label set' if kinds[name] == 'labeller' else 'model'}[/dim]",
+                         justify="right")
+    for label, row in cells.iterrows():
+        if label == AVERAGE:
+            table.add_section()
+        table.add_row(escape(label), *row.tolist())
+    console.print(table)
+    for line in _notes(result):
+        console.print(f"  note: {escape(line)}", highlight=False)
+    if result.comparison is not None:
+        a, b = result.settings["compare"]
+        test = result.comparison.test.iloc[0]
+        comparison = Table(title=f"{escape(a)} vs {escape(b)}: paired difference (a - b) [{_level(result)} CI], "
+                                 f"{test} p-value")
+        for header in ("", a, b, "difference", "p-value"):
+            comparison.add_column(escape(header), justify="left" if header == "" else "right")
+        for row in _comparison_rows(result):
+            comparison.add_row(*map(escape, row))
+        console.print(comparison)
+    for name, matrix in result.confusion.items():
+        if kinds[name] == "model":
+            console.print(_confusion_table(name, matrix, result.data.classes))
+
+
+def _confusion_table(name: str, matrix: np.ndarray, classes: list[str]) -> Table:
+    table = Table(title=f"{escape(name)}: confusion matrix (rows: true class, columns: predicted)")
+    table.add_column("")
+    for cls in classes:
+        table.add_column(escape(cls), justify="right")
+    for cls, row in zip(classes, matrix):
+        table.add_row(escape(cls), *map(str, row))
+    return table
+
+
+def _level(result: EvaluationResult) -> str:
+    return f"{result.settings['level']:.0%}" if result.settings["n_boot"] else "no"
+
+
+# ----------------------------------------------------------------------------- files
+def write_outputs(result: EvaluationResult, out: str | Path) -> list[Path]:
+    """Write the CSV, JSON, Markdown (and ROC PNGs / confusion CSVs) into ``out``; return the paths."""
+    out = Path(out)
+    stem = "auc" if result.task == "multilabel" else "accuracy"
+    written = [out / f"{stem}.csv", out / "evaluation.json", out / "table.md"]
+    write_csv(written[0], _export(result.scores))
+    write_json(written[1], to_json(result))
+    write_text(written[2], to_markdown(result))
+    if result.comparison is not None:
+        written.append(out / "comparison.csv")
+        write_csv(written[-1], result.comparison)
+    for name, matrix in result.confusion.items():
+        written.append(out / f"confusion_{slug(name)}.csv")
+        write_csv(written[-1], pd.DataFrame(matrix, index=result.data.classes, columns=result.data.classes)
+                  .rename_axis("true class").reset_index())
+    if result.task == "multilabel":
+        written += write_roc_curves(result, out / "roc")
+    log(f"wrote {len(written)} files to {out}")
+    return written
+
+
+def _export(scores: pd.DataFrame) -> pd.DataFrame:
+    """Counts as integers with blanks (not 12.0 / NaN) in the CSV."""
+    return scores.astype({c: "Int64" for c in ("n_pos", "n_neg", "n") if c in scores})
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a finding or column name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "column"
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts at full precision: NaN / NA become null, NumPy scalars Python numbers."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    return [{key: value.item() if isinstance(value, np.generic) else value for key, value in row.items()}
+            for row in rows]
+
+
+def to_json(result: EvaluationResult) -> dict:
+    """The whole result as one JSON document."""
+    return {
+        "task": result.task,
+        "settings": result.settings,
+        "classes": result.data.classes,
+        "columns": [{"name": c.name, "kind": c.kind} for c in result.data.columns],
+        "scores": _records(_export(result.scores)),
+        "comparison": None if result.comparison is None else _records(result.comparison),
+        "confusion": {name: matrix.tolist() for name, matrix in result.confusion.items()},
+    }
+
+
+def to_markdown(result: EvaluationResult) -> str:
+    """A paste-ready Markdown table like the paper's Table 4, plus the comparison and notes."""
+    cells = grid(result)
+    kinds = {c.name: c.kind for c in result.data.columns}
+    corner = "AUC" if result.task == "multilabel" else "Metric"
+    settings = result.settings
+    cells_are = (f"value [{_level(result)} bootstrap CI, {settings['n_boot']} stratified resamples, seed "
+                 f"{settings['seed']}]" if settings["n_boot"] else "value (no bootstrap intervals)")
+    lines = [f"Evaluated on {settings['n_images']} images: {settings['source']}. Cells: {cells_are}.", ""]
+    groups = {"labeller": "label sets", "model": "models"}
+    lines += [f"{title.capitalize()}: {', '.join(n for n in cells.columns if kinds[n] == kind)}."
+              for kind, title in groups.items() if kind in kinds.values()] + [""]
+    lines += _md_table([corner, *cells.columns], [[label, *row.tolist()] for label, row in cells.iterrows()],
+                       bold_row=AVERAGE)
+    if result.comparison is not None:
+        a, b = result.settings["compare"]
+        test = result.comparison.test.iloc[0]
+        lines += ["", f"Paired comparison, {a} - {b} ({test} p-value):", ""]
+        lines += _md_table(["", a, b, "difference", "p-value"], _comparison_rows(result), bold_row=AVERAGE)
+    notes = _notes(result)
+    if notes:
+        lines += ["", *(f"- {line}" for line in notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(header: list[str], rows: list[list[str]], bold_row: str) -> list[str]:
+    lines = ["| " + " | ".join(map(_md_escape, header)) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for row in rows:
+        label = f"**{row[0]}**" if row[0] == bold_row else row[0]
+        lines.append("| " + " | ".join(map(_md_escape, [label, *row[1:]])) + " |")
+    return lines
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+# ----------------------------------------------------------------------------- ROC curves
+def write_roc_curves(result: EvaluationResult, folder: Path) -> list[Path]:
+    """One PNG per computable finding: a ROC curve per model, each label set as its single operating point."""
+    from matplotlib.figure import Figure  # the object API: no pyplot state, renders with Agg
+    from sklearn.metrics import roc_curve
+
+    data = result.data
+    written = []
+    for j, cls in enumerate(data.classes):
+        labelled = data.truth[:, j] != MISSING
+        y = data.truth[labelled, j]
+        if y.min() == y.max():
+            continue
+        figure = Figure(figsize=(5, 5), dpi=100)
+        axes = figure.add_subplot()
+        axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+        for column in data.columns:
+            scores = column.scores[labelled, j]
+            valid = ~np.isnan(scores)
+            if np.unique(y[valid]).size < 2:
+                continue
+            auc = result.value(column.name, cls)
+            if column.kind == "model":
+                fpr, tpr, _ = roc_curve(y[valid], scores[valid])
+                axes.plot(fpr, tpr, label=f"{column.name} (AUC {auc:.3f})")
+            else:
+                positive = scores[valid] >= 0.5
+                fpr = float(positive[y[valid] == 0].mean())
+                tpr = float(positive[y[valid] == 1].mean())
+                axes.plot([fpr], [tpr], marker="o", linestyle="none", clip_on=False,
+                          label=f"{column.name} (label set, AUC {auc:.3f})")
+        axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
+                 title=f"{short_name(cls)}: {int((y == 1).sum())} positives, {int((y == 0).sum())} negatives")
+        axes.legend(loc="lower right", fontsize="small")
+        target = folder / f"roc_{slug(cls)}.png"
+        with atomic_path(target) as tmp:
+            figure.savefig(tmp, format="png")
+        written.append(target)
+    return written
