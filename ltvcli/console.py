@@ -32,6 +32,11 @@ def set_verbosity(level: int) -> None:
     _verbosity = level
 
 
+def verbosity() -> int:
+    """The current level (0 quiet, 1 normal, 2 verbose), for callers that draw their own live views."""
+    return _verbosity
+
+
 def log(message: str, *, level: int = 1) -> None:
     """Print a note on stderr if the verbosity allows it (level 2 = only with --verbose)."""
     if _verbosity >= level:

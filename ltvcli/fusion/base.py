@@ -18,6 +18,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
+
+from ltvcli.train.distributed import all_reduce_mean, unwrap
 
 
 @dataclass
@@ -37,7 +40,8 @@ class StepResult:
     ``loss`` is backpropagated by the loop; the other tensors are detached
     diagnostics: the refined soft label ȳ [B, C], its binarisation ỹ [B, C],
     the per-label-set vote weights [B, M] or [B, M, C], and the prediction
-    logits of the current model [B, C].
+    logits of the current model [B, C]. ``refined``/``binarised`` are NaN where
+    no label set labels that (sample, class): there is no label to refine.
     """
 
     loss: torch.Tensor
@@ -72,11 +76,79 @@ class FusionMethod(nn.Module):
         return self.step(model, batch)
 
 
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               count: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy averaged over the valid (unmasked) entries; 0 when none is valid.
 
     BCE on one-hot vectors is also the multi-class loss, as in the paper.
+    ``count`` replaces the number of valid entries as the divisor; pass
+    :func:`mean_count` so that a batch split across ranks gives the same
+    gradient as the whole batch.
     """
     mask = mask.to(logits.dtype)
     losses = nn.functional.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
-    return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+    return (losses * mask).sum() / (mask.sum().clamp_min(1.0) if count is None else count)
+
+
+def mean_count(mask: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The number of valid entries of ``mask`` (summed over ``dims``, all by default), averaged over ranks.
+
+    Dividing a rank's *sum* of losses by this, and letting DDP average the
+    gradients, gives sum-over-all-ranks / count-over-all-ranks: the exact
+    full-batch mean even when ranks hold different numbers of valid labels.
+    It is the plain count in one process; where it is 0 it becomes 1 (the
+    sum is 0 then too).
+    """
+    count = mask.sum(dim=dims).to(torch.float32) if dims is not None else mask.sum().to(torch.float32)
+    all_reduce_mean([count])
+    return torch.where(count > 0, count, torch.ones_like(count))
+
+
+def frozen_forward(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``model(images, return_parts=True)`` that leaves every buffer (BN running statistics) as it was.
+
+    :meth:`FusionMethod.refine` is used for export and must not change the
+    model; BatchNorm in train mode would otherwise update its statistics.
+    Gradients still flow to the parameters if the caller enables them.
+    """
+    net = unwrap(model)
+    buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
+    return functional_call(net, buffers, (images,), {"return_parts": True})
+
+
+# Multi-label and multi-class labels in one shape: G groups of K mutually
+# exclusive states. Multi-label: one group per class with the states
+# (absent, present); multi-class: one group whose states are the classes.
+# Methods that model annotators per state (Dawid-Skene, confusion matrices)
+# then need a single code path for both tasks.
+
+def group_shape(n_classes: int, multilabel: bool) -> tuple[int, int]:
+    """(G, K) for a task: (C, 2) for multi-label, (1, C) for multi-class."""
+    return (n_classes, 2) if multilabel else (1, n_classes)
+
+
+def to_groups(targets: torch.Tensor, mask: torch.Tensor, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, M, C] targets/mask -> one-hot observations [N, M, G, K] (zero where missing) and validity [N, M, G]."""
+    mask = mask.bool()
+    if multilabel:
+        observed = torch.stack((1 - targets, targets), dim=-1) * mask[..., None]
+        return observed, mask
+    valid = mask.any(dim=-1, keepdim=True)
+    return (targets * mask)[:, :, None, :], valid
+
+
+def from_groups(values: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """[N, G, K] state probabilities back to per-class [N, C] (a [N, G] flag becomes [N, C] with ``expand``)."""
+    return values[..., 1] if multilabel else values[:, 0]
+
+
+def hard_labels(labels: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Soft [N, C] labels to 0/1: thresholded at 0.5 (multi-label) or one-hot of the arg max (multi-class)."""
+    if multilabel:
+        return (labels >= 0.5).to(labels.dtype)
+    return nn.functional.one_hot(labels.argmax(dim=-1), labels.shape[-1]).to(labels.dtype)
+
+
+def with_missing(labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Detached ``labels`` with NaN where ``valid`` is False (the StepResult convention)."""
+    return labels.detach().float().masked_fill(~valid.bool(), float("nan"))

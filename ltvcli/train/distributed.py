@@ -46,3 +46,57 @@ def all_reduce_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
             tensor.div_(world_size())
     return tensors
+
+
+def is_main() -> bool:
+    """Rank 0 (or the only process): the one that writes files and prints."""
+    return rank() == 0
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join the torchrun process group if launched by torchrun; returns this rank's device.
+
+    NCCL on CUDA (each rank on GPU ``LOCAL_RANK``), gloo on CPU. In a plain
+    process this does nothing and returns ``device`` unchanged.
+    """
+    if not launched_by_torchrun():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around ``model`` when running on several ranks; the model itself otherwise.
+
+    On CUDA, BatchNorm becomes SyncBatchNorm so batch statistics are those of
+    the whole global batch and a sharded step equals the single-process step.
+    PyTorch's SyncBatchNorm is CUDA-only: on CPU (gloo) each rank normalises
+    with its own shard's statistics.
+    """
+    if not is_distributed():
+        return model
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
+    return nn.parallel.DistributedDataParallel(model)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks (in place); returns it."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()

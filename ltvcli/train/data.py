@@ -1,0 +1,176 @@
+"""The data path: memory-mapped uint8 image cache -> pinned host memory -> device -> [0, 1] floats.
+
+Design, so the GPU never waits for data:
+
+* images stay uint8 until they are on the device (4x less to read and copy);
+  normalisation to [0, 1] (the paper's only pre-processing) happens there;
+* a background thread reads the *next* batches from the memory map straight
+  into pinned host memory while the current one trains (``torch.index_select``
+  copies without holding the GIL; ``np.take`` holds it and measurably stalls
+  the training thread), and the host-to-device copy is ``non_blocking``;
+* all label sets, masks and ground truth are small, so they live on the
+  device for the whole run and a batch only gathers its rows there;
+* on CUDA, images are channels_last and the step runs under bf16 autocast
+  where the GPU supports it.
+
+The order is a pure function of ``(seed, epoch)``: a resumed run sees the same
+batches, and under DDP every rank computes the same global batches and takes
+its own contiguous shard of each, so the union over ranks is exactly the
+single-process batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ltvcli.dataset import Dataset
+from ltvcli.errors import LtvError
+from ltvcli.fusion.base import Batch
+
+#: A batch needs at least this many samples on each rank: BatchNorm cannot normalise a single sample.
+MIN_SHARD = 2
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LtvError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if name not in ("cuda", "cpu"):
+        raise LtvError(f"--device {name!r}: expected auto, cuda or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on GPUs that support it; full precision elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[np.ndarray]:
+    """The global batches of one training epoch: a seeded shuffle of ``rows``, each batch sorted.
+
+    Sorting inside a batch changes nothing for the loss (a mean over the
+    batch) but turns random reads of the memory map into forward scans.
+    A last batch too small to give every rank ``MIN_SHARD`` samples is dropped.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(rows)
+    batches = [np.sort(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+    if batches and len(batches[-1]) < MIN_SHARD * world_size:
+        batches.pop()
+    return batches
+
+
+def ordered_batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches of ``rows`` in their given order, for validation, prediction and export."""
+    return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def shard(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """This rank's contiguous part of a global batch (equal parts where the size allows)."""
+    return np.array_split(batch, world_size)[rank]
+
+
+class ImageLoader:
+    """Iterates ``(rows, uint8 images)`` for a list of row batches, reading ahead in background threads.
+
+    ``workers`` threads each read one batch at a time; up to ``max(2, workers)``
+    batches are in flight. With ``workers=0`` batches are read in the calling
+    thread (simplest to debug).
+    """
+
+    def __init__(self, images: np.ndarray, batches: Sequence[np.ndarray], *, pin_memory: bool = False,
+                 workers: int = 2):
+        self.images = _host_tensor(images)
+        self.batches = batches
+        self.pin_memory = pin_memory
+        self.workers = workers
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def read(self, rows: np.ndarray) -> torch.Tensor:
+        """Copy the rows from the memory map into a fresh (pinned) uint8 tensor."""
+        out = torch.empty((len(rows),) + tuple(self.images.shape[1:]), dtype=torch.uint8, pin_memory=self.pin_memory)
+        return torch.index_select(self.images, 0, torch.from_numpy(np.asarray(rows, dtype=np.int64)), out=out)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        if self.workers == 0:
+            for rows in self.batches:
+                yield rows, self.read(rows)
+            return
+        depth = max(2, self.workers)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ltv-read") as pool:
+            pending: deque[tuple[np.ndarray, Future]] = deque()
+            upcoming = iter(self.batches)
+            try:
+                for rows in upcoming:
+                    pending.append((rows, pool.submit(self.read, rows)))
+                    if len(pending) >= depth:
+                        break
+                while pending:
+                    rows, future = pending.popleft()
+                    nxt = next(upcoming, None)
+                    if nxt is not None:
+                        pending.append((nxt, pool.submit(self.read, nxt)))
+                    yield rows, future.result()
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+
+def _host_tensor(images: np.ndarray) -> torch.Tensor:
+    """A torch view of the (read-only) memory map; nothing is copied and nothing is ever written to it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        return torch.from_numpy(images)
+
+
+def images_to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 [B, S, S] or [B, S, S, 3] on the host -> float [B, C, S, S] in [0, 1] on ``device``.
+
+    The uint8 tensor travels (non-blocking from pinned memory); the division
+    runs on the device. An RGB cache is already channels-last in memory, so
+    the permute costs nothing.
+    """
+    x = images.to(device, non_blocking=True)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = x.float().div_(255.0)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+class DeviceLabels:
+    """All label sets (and ground truth, when present) of a dataset, resident on the device.
+
+    ``targets``/``mask`` are [N, M, C] (one-hot for multi-class); a batch
+    gathers its rows with one indexing op instead of a host copy per step.
+    """
+
+    def __init__(self, dataset: Dataset, device: torch.device):
+        targets, mask = dataset.targets()
+        self.device = device
+        self.targets = torch.from_numpy(targets).to(device)
+        self.mask = torch.from_numpy(mask).to(device)
+        self.truth: torch.Tensor | None = None
+        self.truth_mask: torch.Tensor | None = None
+        if dataset.has_ground_truth:
+            truth, truth_mask = dataset.ground_truth_targets()
+            self.truth = torch.from_numpy(truth).to(device)
+            self.truth_mask = torch.from_numpy(truth_mask).to(device)
+
+    def batch(self, rows: np.ndarray, images: torch.Tensor) -> Batch:
+        """Assemble the method's :class:`Batch` on the device for host ``images`` of dataset ``rows``."""
+        index = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device, non_blocking=True)
+        return Batch(images=images_to_device(images, self.device), targets=self.targets[index],
+                     mask=self.mask[index], index=index)

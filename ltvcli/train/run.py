@@ -1,0 +1,115 @@
+"""The run folder: everything one ``ltv train`` writes, and the checks that a run fits a dataset.
+
+Layout::
+
+    RUN/config.json     all options, the dataset (path, fingerprint, classes, label sets), ltv version
+    RUN/metrics.jsonl   one JSON record per validation (normally once per epoch)
+    RUN/metrics.csv     the same records as a table
+    RUN/last.pt         the latest state: model, method, optimizer, position, RNG, best metric
+    RUN/best.pt         the state with the best validation metric so far
+
+Every file is written atomically, so a run killed at any moment leaves the
+previous complete ``last.pt`` behind and ``--resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ltvcli.atomic import atomic_path, write_csv, write_json, write_text
+from ltvcli.dataset import Dataset
+from ltvcli.errors import LtvError
+
+CHECKPOINTS = ("best", "last")
+
+
+#: The files whose bytes identify a dataset. dataset.json alone is the same for any two datasets of equal
+#: shape, so the manifest and the labels join it; the image cache (gigabytes) does not.
+FINGERPRINT_FILES = ("dataset.json", "images.csv", "labels.npy", "ground_truth.npy")
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 over the dataset's metadata, manifest and labels: a resumed run must see the same data."""
+    digest = hashlib.sha256()
+    for name in FINGERPRINT_FILES:
+        file = dataset.path / name
+        if file.is_file():
+            digest.update(name.encode() + b"\0")
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+class RunFolder:
+    """Reads and writes the files of one run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    def checkpoint_path(self, which: str) -> Path:
+        if which not in CHECKPOINTS:
+            raise LtvError(f"--checkpoint {which!r}: expected one of {', '.join(CHECKPOINTS)}")
+        return self.path / f"{which}.pt"
+
+    def has_checkpoints(self) -> bool:
+        return any(self.checkpoint_path(which).exists() for which in CHECKPOINTS)
+
+    # ------------------------------------------------------------ config
+    def read_config(self) -> dict:
+        if not self.config_path.is_file():
+            raise LtvError(f"{self.path}: not an ltv run folder (config.json is missing)")
+        try:
+            return json.loads(self.config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise LtvError(f"{self.config_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+    def write_config(self, config: dict) -> None:
+        write_json(self.config_path, config)
+
+    # ------------------------------------------------------- checkpoints
+    def save_checkpoint(self, which: str, state: dict) -> None:
+        with atomic_path(self.checkpoint_path(which)) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self, which: str, map_location: str | torch.device = "cpu") -> dict:
+        path = self.checkpoint_path(which)
+        if not path.is_file():
+            raise LtvError(f"{path}: no such checkpoint (has this run finished an epoch?)")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: the user can fix it, it is not a bug
+            raise LtvError(f"{path}: not a readable ltv checkpoint ({type(exc).__name__})") from None
+
+    # ----------------------------------------------------------- metrics
+    def read_metrics(self) -> list[dict]:
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def write_metrics(self, records: list[dict]) -> None:
+        """Rewrite metrics.jsonl and metrics.csv from all records (small: one per epoch)."""
+        write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        write_csv(self.path / "metrics.csv", pd.DataFrame(records))
+
+
+def check_compatible(config: dict, dataset: Dataset, *, label_sets: bool = False) -> None:
+    """A run can only score/refine a dataset with the classes (and label sets) it was trained on."""
+    where = f"{dataset.path}"
+    if dataset.classes != config["classes"]:
+        raise LtvError(f"{where}: classes {dataset.classes} differ from the run's {config['classes']}")
+    if dataset.channels != config["dataset"]["channels"]:
+        raise LtvError(f"{where}: {dataset.channels}-channel images, the run was trained on "
+                       f"{config['dataset']['channels']}-channel images")
+    if label_sets and dataset.label_set_names != config["label_sets"]:
+        raise LtvError(f"{where}: label sets {dataset.label_set_names} differ from the run's {config['label_sets']}")
