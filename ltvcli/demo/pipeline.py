@@ -10,6 +10,9 @@ Output folder layout::
     OUT/ltv-demo.json   marks OUT as a demo folder (written first)
     OUT/source/         the generated MIMIC-layout example (ltvcli.demo.synth)
     OUT/dataset/        the ingested ltv dataset
+    OUT/runs/<method>/  one training run per method (ltv train)
+    OUT/ltv-labels.csv  learning-to-vote's refined labels and vote weights (ltv export-labels)
+    OUT/evaluation/     AUCs of every run and label set on the hand-labelled test split (ltv evaluate)
 
 Re-running on the same OUT reuses ``source/`` when it was generated with the
 same seed, example size and ltv version (generation is deterministic, so
@@ -32,6 +35,10 @@ from ltvcli.demo.synth import (DEFAULT_SUBJECTS, SOURCE_SIZE, DemoFiles, check_e
 from ltvcli.errors import LtvError
 
 MARKER = "ltv-demo.json"
+#: What the demo trains: the paper's R50 baseline on one label set (NegBio, uncertain -> 1), the
+#: majority vote, the confusion-matrix method and learning-to-vote. "single" trains on BASELINE_SET.
+DEMO_METHODS = ("single", "mv", "cm", "ltv")
+BASELINE_SET = "negbio_u1"
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,10 @@ class DemoOptions:
     workers: int | None = 0  # decoding processes; 0: decode in this process (see run_demo)
     n_subjects: int = DEFAULT_SUBJECTS
     source_size: tuple[int, int] = SOURCE_SIZE
+    epochs: int = 10
+    arch: str = "tiny"  # a small CNN: the paper's ResNet-50 would take hours on a laptop CPU
+    lr: float = 1e-3  # the paper's 1e-4 suits a pretrained ResNet-50; a small CNN from scratch needs more
+    methods: tuple[str, ...] = DEMO_METHODS
 
 
 @dataclass
@@ -52,6 +63,8 @@ class DemoResult:
     files: DemoFiles | None = None
     dataset: Dataset | None = None
     summary: dict | None = None  # ltvcli.dataset.summarize of the dataset (what `ltv info --json` prints)
+    runs: dict[str, Path] = field(default_factory=dict)  # method -> run folder
+    evaluation: object | None = None  # ltvcli.evaluate.EvaluationResult
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
     @property
@@ -100,15 +113,60 @@ def summary(result: DemoResult) -> str:
     return f"{splits}; ground truth on {result.summary.get('ground_truth', {}).get('test', 0)} test images"
 
 
+def train_runs(result: DemoResult) -> str:
+    """``ltv train`` once per method, same data, same architecture, same seed."""
+    from ltvcli.train.config import TrainConfig
+    from ltvcli.train.loop import train
+
+    o = result.options
+    scores = []
+    for method in o.methods:
+        run = result.out / "runs" / method
+        config = TrainConfig(dataset=str(result.dataset_dir), out=str(run), method=method, epochs=o.epochs,
+                             arch=o.arch, lr=o.lr, seed=o.seed, workers=0,
+                             label_set=BASELINE_SET if method == "single" else None)
+        outcome = train(config)
+        result.runs[method] = run
+        scores.append(f"{method} {outcome.best_metric:.3f}")
+    return f"best validation {outcome.metric}: " + ", ".join(scores)
+
+
+def export(result: DemoResult) -> str:
+    """``ltv export-labels`` of the learning-to-vote run: refined labels and vote weights per image."""
+    from ltvcli.train.export import export_labels
+
+    if "ltv" not in result.runs:
+        return "skipped (no ltv run)"
+    out = result.out / "ltv-labels.csv"
+    frame = export_labels(result.runs["ltv"], result.dataset, out)
+    return f"wrote {out} ({frame['image_id'].nunique()} training images)"
+
+
+def evaluate(result: DemoResult) -> str:
+    """``ltv evaluate``: every run and every label set against the hand-labelled test split."""
+    from ltvcli.evaluate import evaluate as score_runs, write_outputs
+
+    runs = [f"{method}={run}" for method, run in result.runs.items()]
+    compare = ("ltv", "single") if {"ltv", "single"} <= result.runs.keys() else None
+    result.evaluation = score_runs(runs, dataset=result.dataset, seed=result.options.seed, compare=compare)
+    out = result.out / "evaluation"
+    write_outputs(result.evaluation, out)
+    return f"wrote {out} (table.md, auc.csv, ROC curves)"
+
+
 STEPS: list[DemoStep] = [
     DemoStep("generate", "generating a synthetic MIMIC-CXR example", generate),
     DemoStep("ingest", "ingesting it (ltv ingest mimic)", ingest),
     DemoStep("summary", "counting labels (ltv info)", summary),
+    DemoStep("train", "training each method (ltv train)", train_runs),
+    DemoStep("export", "exporting learning-to-vote's refined labels (ltv export-labels)", export),
+    DemoStep("evaluate", "scoring runs and labellers on the hand-labelled test (ltv evaluate)", evaluate),
 ]
 
 
 def run_demo(out: Path, *, seed: int = 0, size: int = 64, workers: int | None = 0,
              n_subjects: int = DEFAULT_SUBJECTS, source_size: tuple[int, int] = SOURCE_SIZE,
+             epochs: int = 10, arch: str = "tiny", lr: float = 1e-3, methods: Sequence[str] = DEMO_METHODS,
              steps: Sequence[DemoStep] | None = None) -> DemoResult:
     """Run the demo into ``out`` (created if needed) and return what every step produced.
 
@@ -120,7 +178,8 @@ def run_demo(out: Path, *, seed: int = 0, size: int = 64, workers: int | None = 
     check_example_options(n_subjects, source_size)
     _claim(out)
     result = DemoResult(out, DemoOptions(seed=seed, size=size, workers=workers, n_subjects=n_subjects,
-                                         source_size=tuple(source_size)))
+                                         source_size=tuple(source_size), epochs=epochs, arch=arch, lr=lr,
+                                         methods=tuple(methods)))
     steps = STEPS if steps is None else steps
     for number, step in enumerate(steps, 1):
         log(f"[{number}/{len(steps)}] {step.description}")

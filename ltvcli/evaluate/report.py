@@ -48,11 +48,16 @@ def _row_label(result: EvaluationResult, row: pd.Series) -> str:
     return "Accuracy" if row.metric == ACCURACY else f"Recall {row['class']}"
 
 
-def grid(result: EvaluationResult) -> pd.DataFrame:
-    """Formatted cells: index = row labels (findings, then Average; or Accuracy, recalls), columns = columns."""
+def grid(result: EvaluationResult, intervals: bool = True) -> pd.DataFrame:
+    """Formatted cells: index = row labels (findings, then Average; or Accuracy, recalls), columns = columns.
+
+    ``intervals=False`` leaves the confidence intervals out (a narrow terminal).
+    """
     value = "auc" if result.task == "multilabel" else "value"
+    nan = float("nan")
     frame = result.scores.assign(row=[_row_label(result, r) for _, r in result.scores.iterrows()],
-                                 cell=[format_cell(r[value], r.lo, r.hi) for _, r in result.scores.iterrows()])
+                                 cell=[format_cell(r[value], r.lo, r.hi) if intervals else format_cell(r[value], nan, nan)
+                                       for _, r in result.scores.iterrows()])
     order = list(dict.fromkeys(frame.row))
     names = [c.name for c in result.data.columns]
     return frame.pivot(index="row", columns="model", values="cell").loc[order, names]
@@ -87,10 +92,14 @@ def _notes(result: EvaluationResult) -> list[str]:
 def print_result(result: EvaluationResult, console: Console | None = None) -> None:
     """The results table (and comparison, confusion matrices) on the terminal."""
     console = console or Console(soft_wrap=False)
-    cells = grid(result)
+    # An "0.585 [0.530, 0.640]" cell needs about 23 characters; where the columns do not fit the
+    # terminal, show the AUCs alone rather than a table of truncated cells (--out keeps everything).
+    intervals = 16 + 23 * len(result.data.columns) <= console.width
+    cells = grid(result, intervals)
     kinds = {c.name: c.kind for c in result.data.columns}
     metric = "AUC" if result.task == "multilabel" else "accuracy / recall"
-    title = f"{metric} [{_level(result)} CI], {result.settings['n_images']} images: {result.settings['source']}"
+    ci = f" [{_level(result)} CI]" if intervals else " (intervals: widen the terminal or see --out files)"
+    title = f"{metric}{ci}, {result.settings['n_images']} images: {result.settings['source']}"
     table = Table(title=title)
     table.add_column("finding" if result.task == "multilabel" else "metric")
     for name in cells.columns:
