@@ -1,0 +1,131 @@
+"""``ltv refine`` end to end: the selection phase (trained, or reused from a run folder) and the queue.
+
+A refine run folder keeps phase 1 so that another strategy or budget costs
+seconds instead of a training run::
+
+    RUN/networks.pt     the two co-teaching networks (state dicts)
+    RUN/selection.npz   per training entry: label, kept, loss, VoG; probabilities, MC-dropout samples, features
+    RUN/config.json     the options and the dataset's fingerprint; written last (a run without it is unfinished)
+
+A run is reused only for the dataset and the options it was made with
+(device and worker count aside); anything else is an error, not a silent
+retrain.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ltvcli import __version__
+from ltvcli.atomic import atomic_path, write_json
+from ltvcli.console import log
+from ltvcli.dataset import Dataset
+from ltvcli.errors import LtvError
+from ltvcli.refine.coteach import CoTeaching, CoteachConfig, ModelOutputs, Selection
+from ltvcli.refine.queue import build_queue, check_queue_path, write_queue, write_sheet
+from ltvcli.refine.scores import check_strategy
+from ltvcli.refine.targets import entry_labels
+from ltvcli.train.loop import deterministic
+from ltvcli.train.run import dataset_fingerprint
+
+_SELECTION_FIELDS = ("rows", "targets", "valid", "trusted", "kept", "forget_rate")
+
+
+def refine(dataset: str | Path, out: str | Path, *, budget: int, config: CoteachConfig, strategy: str = "entropy",
+           candidates: str = "suspected", run: str | Path | None = None, sheet: bool = True) -> pd.DataFrame:
+    """Write the relabel queue ``out`` (CSV) and, with ``sheet``, its thumbnail page (same name, .html)."""
+    out = Path(out)
+    check_queue_path(out)
+    check_strategy(strategy)
+    if budget < 1:
+        raise LtvError(f"--budget {budget}: expected a positive number of labels")
+    data = Dataset.open(dataset)
+    selection = select(data, config, None if run is None else Path(run))
+    _report_selection(data, selection)
+    queue = build_queue(data, selection, strategy, budget, candidates=candidates, seed=config.seed)
+    write_queue(queue, out)
+    if sheet:
+        write_sheet(data, queue, out.with_suffix(".html"))
+    return queue
+
+
+def select(data: Dataset, config: CoteachConfig, run: Path | None = None) -> Selection:
+    """Phase 1 on ``data``: loaded from ``run`` when it holds this very selection, else trained (and saved there)."""
+    if run is not None and (run / "config.json").is_file():
+        return load_selection(run, data, config)
+    with deterministic():
+        teacher = CoTeaching(data, config)
+        selection = teacher.fit()
+    if run is not None:
+        save_selection(run, data, config, selection, teacher.state())
+    return selection
+
+
+def _record(data: Dataset, config: CoteachConfig) -> dict:
+    return {"ltv_version": __version__, "dataset": str(data.path.resolve()), "fingerprint": dataset_fingerprint(data),
+            "label_sets": data.label_set_names, "options": config.to_json()}
+
+
+def save_selection(run: Path, data: Dataset, config: CoteachConfig, selection: Selection,
+                   networks: list[dict]) -> None:
+    """Write the run folder; config.json last, so an interrupted save is never mistaken for a run."""
+    run.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run / "networks.pt") as tmp:
+        torch.save(networks, tmp)
+    arrays = {name: getattr(selection, name) for name in _SELECTION_FIELDS}
+    arrays.update({f"outputs_{f.name}": getattr(selection.outputs, f.name) for f in fields(ModelOutputs)})
+    with atomic_path(run / "selection.npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    write_json(run / "config.json", _record(data, config))
+    log(f"saved the selection phase in {run}; pass --run {run} again to reuse it")
+
+
+def load_selection(run: Path, data: Dataset, config: CoteachConfig) -> Selection:
+    """The saved selection of ``run``, after checking it was made on ``data`` with ``config``'s options."""
+    try:
+        stored = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LtvError(f"{run / 'config.json'}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(stored, dict) or not {"fingerprint", "options"} <= set(stored):
+        raise LtvError(f"--run {run}: not an `ltv refine` run folder (its config.json belongs to something else)")
+    if stored["fingerprint"] != dataset_fingerprint(data):
+        raise LtvError(f"--run {run}: made on another dataset ({stored.get('dataset')}); use another --run folder")
+    known = {f.name for f in fields(CoteachConfig)}
+    previous = CoteachConfig(**{k: v for k, v in stored["options"].items() if k in known}).result_options()
+    changed = [k for k, v in config.result_options().items() if previous.get(k) != v]
+    if changed:
+        detail = ", ".join(f"--{k.replace('_', '-')} {previous[k]!r} -> {getattr(config, k)!r}" for k in changed)
+        raise LtvError(f"--run {run}: made with other options ({detail}); use another --run folder")
+    try:
+        with np.load(run / "selection.npz") as arrays:
+            outputs = ModelOutputs(**{f.name: arrays[f"outputs_{f.name}"] for f in fields(ModelOutputs)})
+            selection = Selection(**{name: arrays[name] for name in _SELECTION_FIELDS}, outputs=outputs)
+    except (OSError, KeyError, ValueError) as exc:
+        raise LtvError(f"{run / 'selection.npz'}: missing or unreadable ({type(exc).__name__}); "
+                       "delete the run folder to train again") from None
+    log(f"reusing the selection phase saved in {run}")
+    return selection
+
+
+def _report_selection(data: Dataset, selection: Selection) -> None:
+    """How many entries are suspects; with ground truth on the training split, how right the split is."""
+    suspects = selection.suspects
+    labelled = selection.valid & ~selection.trusted
+    log(f"co-teaching kept {int((selection.kept & labelled).sum())} of {int(labelled.sum())} labels as probably "
+        f"clean; {int(suspects.sum())} are suspects")
+    truth = data.ground_truth
+    if truth is None:
+        return
+    truth = truth[selection.rows].reshape(len(selection.rows), -1)
+    known = truth >= 0
+    wrong = entry_labels(selection.targets, data.is_multilabel) != truth
+    for name, part in (("kept", labelled & ~suspects), ("suspect", suspects)):
+        if (part & known).any():
+            log(f"ground truth: {wrong[part & known].mean():.1%} of the {name} labels are wrong", level=2)
