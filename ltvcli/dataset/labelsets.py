@@ -58,13 +58,17 @@ def label_sets_from_raw(
     return sets, np.stack(arrays, axis=1)
 
 
-def parse_raw_value(text: str) -> int | None:
-    """Parse one MIMIC-style label cell ('1.0', '0', '-1.0', '') to a raw code; None if invalid."""
+def parse_label_cell(text: str, codes: dict[float, int], blank: int) -> int | None:
+    """Parse one numeric label cell ('1.0', '0', '') to a code: ``codes[value]``, ``blank`` if empty, None if invalid."""
     text = text.strip()
     if text == "":
-        return RAW_BLANK
+        return blank
     try:
-        value = float(text)
+        return codes.get(float(text))
     except ValueError:
         return None
-    return {1.0: RAW_POSITIVE, 0.0: RAW_NEGATIVE, -1.0: RAW_UNCERTAIN}.get(value)
+
+
+def parse_raw_value(text: str) -> int | None:
+    """Parse one MIMIC-style labeller cell ('1.0', '0', '-1.0', '') to a raw code; None if invalid."""
+    return parse_label_cell(text, {1.0: RAW_POSITIVE, 0.0: RAW_NEGATIVE, -1.0: RAW_UNCERTAIN}, RAW_BLANK)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ltvcli.console import log
 from ltvcli.dataset.format import MISSING
+from ltvcli.dataset.labelsets import parse_label_cell
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
@@ -37,14 +38,7 @@ class HandLabels:
 
 def parse_binary(text: str) -> int | None:
     """One hand-label cell: '1'/'1.0' -> 1, '0'/'0.0' -> 0, blank -> MISSING, anything else -> None."""
-    text = text.strip()
-    if text == "":
-        return MISSING
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return {1.0: 1, 0.0: 0}.get(value)
+    return parse_label_cell(text, {1.0: 1, 0.0: 0}, MISSING)
 
 
 def read_hand_labels(path: str | Path, *, image_keys: Sequence[str], group_keys: Sequence[str]) -> HandLabels:
