@@ -1,6 +1,8 @@
-"""``ltv demo`` end to end on a small example: generate, ingest, summarise."""
+"""``ltv demo`` end to end on a small example: generate, ingest, summarise, train, export, evaluate."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ from conftest import Cli
 
 from ltvcli.dataset import Dataset
 
-QUICK = ("--size", "32", "--subjects", "16")
+QUICK = ("--size", "32", "--subjects", "16", "--epochs", "1")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,35 @@ def test_demo_builds_a_frontal_dataset_with_four_label_sets_and_test_ground_trut
     assert "negbio_u0" in result.output and "ground truth, test" in result.output
 
 
+def test_demo_trains_every_method_exports_and_evaluates(demo_run):
+    out, result = demo_run
+    for method in ("single", "mv", "cm", "ltv"):
+        assert (out / "runs" / method / "best.pt").is_file()
+    labels = pd.read_csv(out / "ltv-labels.csv")
+    dataset = Dataset.open(out / "dataset")
+    assert set(labels["image_id"]) == set(dataset.image_ids[dataset.indices("train")])
+    weights = labels[[f"weight_{name}" for name in dataset.label_set_names]].to_numpy()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    scores = pd.read_csv(out / "evaluation" / "auc.csv")
+    assert {"single", "mv", "cm", "ltv", "negbio_u1"} <= set(scores["model"])
+    assert "ltv vs single" in result.output  # the paired comparison the demo asks for
+
+
+def test_demo_trains_single_and_ltv_with_report_text_too(demo_run):
+    out, result = demo_run
+    dataset = Dataset.open(out / "dataset")
+    vectors = np.load(out / "dataset" / "text_embeddings.npy")
+    assert vectors.shape[0] == len(dataset) and np.isfinite(vectors).all()
+    for name in ("single+text", "ltv+text"):
+        config = json.loads((out / "runs" / name / "config.json").read_text())
+        assert config["options"]["text"] is True and config["text"]["dim"] == vectors.shape[1]
+    for name in ("single", "ltv"):
+        assert json.loads((out / "runs" / name / "config.json").read_text())["text"] is None
+    scores = pd.read_csv(out / "evaluation" / "auc.csv")
+    assert {"single+text", "ltv+text"} <= set(scores["model"])
+    assert "average AUC image -> image+text: single" in result.output
+
+
 def test_rerun_reuses_the_source_and_rebuilds_the_same_dataset(demo_run, cli):
     out, _ = demo_run
     before = np.asarray(Dataset.open(out / "dataset").images).copy()
@@ -52,11 +83,12 @@ def test_rerun_reuses_the_source_and_rebuilds_the_same_dataset(demo_run, cli):
 
 def test_another_seed_regenerates_the_source(tmp_path, cli):
     out = tmp_path / "run"
-    cli("demo", "--out", out, *QUICK, "--seed", "1")
+    cli("demo", "--out", out, *QUICK, "--seed", "1", "--no-text")
     first = (out / "source" / "mimic-cxr-2.0.0-chexpert.csv.gz").read_bytes()
-    result = cli("demo", "--out", out, *QUICK, "--seed", "2")
+    result = cli("demo", "--out", out, *QUICK, "--seed", "2", "--no-text")
     assert "reused" not in result.output
     assert (out / "source" / "mimic-cxr-2.0.0-chexpert.csv.gz").read_bytes() != first
+    assert "skipped (--no-text)" in result.output and not (out / "runs" / "ltv+text").exists()
 
 
 def test_refuses_a_folder_that_is_not_a_demo_folder(tmp_path, cli):

@@ -17,11 +17,16 @@ from ltvcli.fusion.ltv import LearningToVote, weighted_vote
 from ltvcli.models import build_model
 
 N_SETS, N_CLASSES = 3, 4
+TEXT_DIM = 10
 
 
-def make_batch(multilabel: bool = True, size: int = 6, seed: int = 0) -> Batch:
-    """A random batch with about a quarter of the labels missing (and a whole label set missing for one sample)."""
+def make_batch(multilabel: bool = True, size: int = 6, seed: int = 0, text: bool = False) -> Batch:
+    """A random batch with about a quarter of the labels missing (and a whole label set missing for one sample).
+
+    With ``text``, each sample also has a random TEXT_DIM report embedding.
+    """
     g = torch.Generator().manual_seed(seed)
+    reports = torch.randn(size, TEXT_DIM, generator=g) if text else None
     images = torch.rand(size, 1, 16, 16, generator=g)
     if multilabel:
         targets = (torch.rand(size, N_SETS, N_CLASSES, generator=g) < 0.4).float()
@@ -31,12 +36,12 @@ def make_batch(multilabel: bool = True, size: int = 6, seed: int = 0) -> Batch:
         targets = torch.nn.functional.one_hot(ids, N_CLASSES).float()
         mask = (torch.rand(size, N_SETS, 1, generator=g) > 0.25).expand(-1, -1, N_CLASSES).clone()
     mask[0, 1] = False
-    return Batch(images=images, targets=targets, mask=mask, index=torch.arange(size))
+    return Batch(images=images, targets=targets, mask=mask, index=torch.arange(size), text=reports)
 
 
-def make_net(seed: int = 0) -> torch.nn.Module:
+def make_net(seed: int = 0, text: bool = False) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model("tiny", N_CLASSES, in_channels=1).train()
+    return build_model("tiny", N_CLASSES, in_channels=1, text_dim=TEXT_DIM if text else None).train()
 
 
 def ltv(scope: str = "all", multilabel: bool = True, **options) -> LearningToVote:
@@ -47,23 +52,24 @@ def ltv(scope: str = "all", multilabel: bool = True, **options) -> LearningToVot
 def direct_features(net: torch.nn.Module, batch: Batch, m: int, alpha: float, scope: str) -> torch.Tensor:
     """The paper's eq. 1 done literally: a copy of θ, one SGD step on label set m alone, then F(x)."""
     twin = copy.deepcopy(net)
-    loss = masked_bce(twin(batch.images), batch.targets[:, m], batch.mask[:, m])
+    loss = masked_bce(twin(batch.images, text=batch.text), batch.targets[:, m], batch.mask[:, m])
     loss.backward()
     scope_names = {name for name, _ in twin.last_scope_parameters()} if scope == "last" else None
     with torch.no_grad():
         for name, param in twin.named_parameters():
             if scope_names is None or name in scope_names:
                 param -= alpha * param.grad
-        return twin.features(batch.images)
+        return twin.features(batch.images, text=batch.text)
 
 
+@pytest.mark.parametrize("text", [False, True], ids=["image", "image+text"])
 @pytest.mark.parametrize("multilabel", [True, False], ids=["multilabel", "multiclass"])
 @pytest.mark.parametrize("scope", ["all", "last"])
-def test_fast_virtual_features_equal_the_direct_per_label_set_step(scope, multilabel):
-    net, batch = make_net(), make_batch(multilabel)
+def test_fast_virtual_features_equal_the_direct_per_label_set_step(scope, multilabel, text):
+    net, batch = make_net(text=text), make_batch(multilabel, text=text)
     reference = torch.stack([direct_features(net, batch, m, 0.2, scope) for m in range(N_SETS)], dim=1)
     method = ltv(scope, multilabel, alpha=0.2)
-    logits, trunk_output, plain_features = net(batch.images, return_parts=True)
+    logits, trunk_output, plain_features = net(batch.images, text=batch.text, return_parts=True)
     fast = method.virtual_features(net, batch, logits, trunk_output)
 
     assert fast.shape == (len(batch.images), N_SETS, net.feature_dim)
@@ -73,6 +79,11 @@ def test_fast_virtual_features_equal_the_direct_per_label_set_step(scope, multil
     for m in range(N_SETS):
         assert (fast[:, m] - plain_features).norm() > 1e-3 * plain_features.norm()
     assert (fast[:, 0] - fast[:, 2]).norm() > 1e-4 * fast.norm()
+    if text:  # the text half of F is there, and the virtual step moved it too (the text MLP is in both scopes)
+        image_dim = net.image_dim
+        assert net.feature_dim == image_dim + 512
+        text_part = fast[:, :, image_dim:]
+        assert (text_part - plain_features[:, None, image_dim:]).norm() > 1e-3 * plain_features[:, image_dim:].norm()
 
 
 @pytest.mark.parametrize("scope", ["all", "last"])

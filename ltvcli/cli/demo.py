@@ -27,13 +27,17 @@ def demo(
                                                 "ResNet-50; the demo's small CNN starts from scratch)."),
     arch: str = typer.Option("tiny", "--arch", help="Network: tiny (a small CNN, CPU-friendly) or resnet18/34/50."),
     methods: str = typer.Option(",".join(DEMO_METHODS), "--methods", help="Comma-separated methods to train."),
+    text: bool = typer.Option(True, "--text/--no-text", help="Embed the reports (TF-IDF + SVD, a stand-in for "
+                                                             "BioBERT) and also train single and ltv with them "
+                                                             "(runs single+text, ltv+text)."),
 ) -> None:
-    """Generate a small synthetic MIMIC-CXR example and run ltv on it end to end: ingest, info, train each
-    method, export the refined labels, evaluate on the hand-labelled test split."""
+    """Generate a small synthetic MIMIC-CXR example and run ltv on it end to end: ingest, info, embed the
+    reports, train each method (image-only and image+text), export the refined labels, evaluate on the
+    hand-labelled test split."""
     from ltvcli.evaluate import print_result
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     result = run_demo(out, seed=seed, size=size, workers=workers, n_subjects=subjects, epochs=epochs, arch=arch,
-                      lr=lr, methods=chosen)
+                      lr=lr, methods=chosen, text=text)
     print_summary(result.summary)
     print_result(result.evaluation)

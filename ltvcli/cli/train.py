@@ -37,6 +37,9 @@ def train(
     meta_scope: str = typer.Option("all", "--meta-scope",
                                    help="ltv: parameters the virtual step updates: all (the paper) or last."),
     cm_trace: float = typer.Option(0.01, "--cm-trace", help="cm: weight of the confusion-matrix trace term."),
+    text: bool = typer.Option(False, "--text", help="Also feed each image's report embedding (from `ltv "
+                                                    "embed-reports`) through two 512-wide layers into the "
+                                                    "classifier, for every method."),
     device: str = typer.Option("auto", help="auto, cuda or cpu."),
     workers: int = typer.Option(2, help="Threads reading images ahead of the GPU (0: read in the main thread)."),
     compile_model: bool = typer.Option(False, "--compile", help="Compile the model with torch.compile."),
@@ -51,7 +54,7 @@ def train(
         dataset=str(dataset), out=str(out), method=method, epochs=epochs, arch=arch,
         pretrained=None if pretrained is None else str(pretrained), seed=seed, batch_size=batch_size, lr=lr,
         label_set=label_set, alpha=alpha, k=k, threshold=threshold, meta_scope=meta_scope, cm_trace=cm_trace,
-        device=device, workers=workers, compile=compile_model, max_steps=max_steps,
+        text=text, device=device, workers=workers, compile=compile_model, max_steps=max_steps,
         checkpoint_every=checkpoint_every, resume=resume)
     result = train_run(config)
     if result.best_metric is not None:

@@ -198,11 +198,11 @@ class SingleLabelSet(FusionMethod):
         return dawid_skene_labels(self.ds_confusion, self.ds_prior, batch.targets, batch.mask, self.multilabel)
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        return self._result(model(batch.images), batch)
+        return self._result(model(batch.images, text=batch.text), batch)
 
     def refine(self, model: nn.Module, batch: Batch) -> StepResult:
         with torch.no_grad():
-            return self._result(frozen_forward(model, batch.images)[0], batch)
+            return self._result(frozen_forward(model, batch.images, batch.text)[0], batch)
 
     def _result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
         labels, valid = self.labels(batch)

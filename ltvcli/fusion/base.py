@@ -25,12 +25,17 @@ from ltvcli.train.distributed import all_reduce_mean, unwrap
 
 @dataclass
 class Batch:
-    """One training batch on the device. ``targets``/``mask`` are [B, M, C] (one-hot for multi-class)."""
+    """One training batch on the device. ``targets``/``mask`` are [B, M, C] (one-hot for multi-class).
+
+    ``text`` holds the report embeddings [B, D] when the model reads text;
+    methods hand it to every model call (``model(batch.images, text=batch.text)``).
+    """
 
     images: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
     index: torch.Tensor  # dataset row of each sample, for per-row precomputed labels
+    text: torch.Tensor | None = None
 
 
 @dataclass
@@ -104,8 +109,9 @@ def mean_count(mask: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch
     return torch.where(count > 0, count, torch.ones_like(count))
 
 
-def frozen_forward(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``model(images, return_parts=True)`` that leaves every buffer (BN running statistics) as it was.
+def frozen_forward(model: nn.Module, images: torch.Tensor, text: torch.Tensor | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``model(images, text=text, return_parts=True)`` that leaves every buffer (BN running statistics) as it was.
 
     :meth:`FusionMethod.refine` is used for export and must not change the
     model; BatchNorm in train mode would otherwise update its statistics.
@@ -113,7 +119,7 @@ def frozen_forward(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor
     """
     net = unwrap(model)
     buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
-    return functional_call(net, buffers, (images,), {"return_parts": True})
+    return functional_call(net, buffers, (images,), {"text": text, "return_parts": True})
 
 
 # Multi-label and multi-class labels in one shape: G groups of K mutually

@@ -76,11 +76,11 @@ class ConfusionMatrices(FusionMethod):
         return (nll * valid).sum() / mean_count(valid) + self.trace_weight * trace
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        return self._result(model(batch.images), batch)
+        return self._result(model(batch.images, text=batch.text), batch)
 
     def refine(self, model: nn.Module, batch: Batch) -> StepResult:
         with torch.no_grad():
-            return self._result(frozen_forward(model, batch.images)[0], batch)
+            return self._result(frozen_forward(model, batch.images, batch.text)[0], batch)
 
     def _result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
         clean = from_groups(self.clean_log_probs(logits.detach()).exp(), self.multilabel)

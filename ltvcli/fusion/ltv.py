@@ -23,6 +23,10 @@ restricts the virtual step to layer4 + FC and recomputes only
 ``last_stage(h)`` from the trunk output h of the real forward, so the trunk
 runs once per batch.
 
+With report text (``Batch.text``), F is Cat(GAP(image), text MLP(e)) and the
+text MLP is part of both scopes, so each θ̂_m also moves the text features the
+vote sees.
+
 Missing labels are masked everywhere: in each virtual loss, and in the vote,
 whose weights are renormalised per (sample, class) over the label sets that
 have a label there; where none has one, the entry leaves the final loss.
@@ -63,7 +67,7 @@ class LearningToVote(FusionMethod):
         self.attention = nn.LazyLinear(n_label_sets)
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        logits, trunk_output, _ = model(batch.images, return_parts=True)
+        logits, trunk_output, _ = model(batch.images, text=batch.text, return_parts=True)
         return self._vote(model, batch, logits, trunk_output)
 
     def refine(self, model: nn.Module, batch: Batch) -> StepResult:
@@ -73,7 +77,7 @@ class LearningToVote(FusionMethod):
         vote independent of its batch mates).
         """
         with torch.enable_grad():
-            logits, trunk_output, _ = frozen_forward(model, batch.images)
+            logits, trunk_output, _ = frozen_forward(model, batch.images, batch.text)
             result = self._vote(model, batch, logits, trunk_output)
         result.loss = result.loss.detach()
         return result
@@ -94,7 +98,7 @@ class LearningToVote(FusionMethod):
         for step in self._virtual_steps(logits, params, batch):
             with torch.no_grad():
                 updated = dict(zip(names, torch._foreach_sub(params, step)))  # θ̂_m = θ − α g_m, one fused op
-                features.append(_call(net, stage, {**updated, **buffers}, inputs))
+                features.append(_call(net, stage, {**updated, **buffers}, inputs, batch.text))
         return torch.stack(features, dim=1)
 
     def vote_weights(self, features: torch.Tensor) -> torch.Tensor:
@@ -153,10 +157,10 @@ class _Bound(nn.Module):
         self.net = net
         self.method = method
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor | None) -> torch.Tensor:
         return getattr(self.net, self.method)(*args)
 
 
-def _call(net: nn.Module, method: str, tensors: dict[str, torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
+def _call(net: nn.Module, method: str, tensors: dict[str, torch.Tensor], *args: torch.Tensor | None) -> torch.Tensor:
     """``net.<method>(*args)`` with the named parameters/buffers in ``tensors`` standing in for the module's own."""
     return functional_call(_Bound(net, method), {f"net.{name}": t for name, t in tensors.items()}, args)

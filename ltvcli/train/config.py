@@ -44,6 +44,7 @@ class TrainConfig:
     threshold: float = 0.5
     meta_scope: str = "all"
     cm_trace: float = 0.01
+    text: bool = False
     device: str = "auto"
     workers: int = 2
     compile: bool = False

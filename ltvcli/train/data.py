@@ -8,8 +8,9 @@ Design, so the GPU never waits for data:
   into pinned host memory while the current one trains (``torch.index_select``
   copies without holding the GIL; ``np.take`` holds it and measurably stalls
   the training thread), and the host-to-device copy is ``non_blocking``;
-* all label sets, masks and ground truth are small, so they live on the
-  device for the whole run and a batch only gathers its rows there;
+* all label sets, masks, ground truth and report embeddings are small, so
+  they live on the device for the whole run and a batch only gathers its
+  rows there;
 * on CUDA, images are channels_last and the step runs under bf16 autocast
   where the GPU supports it.
 
@@ -151,17 +152,21 @@ def images_to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor
 
 
 class DeviceLabels:
-    """All label sets (and ground truth, when present) of a dataset, resident on the device.
+    """All label sets (and ground truth, and report embeddings, when present) of a dataset, resident on the device.
 
     ``targets``/``mask`` are [N, M, C] (one-hot for multi-class); a batch
     gathers its rows with one indexing op instead of a host copy per step.
+    ``text`` ([N, D] report embeddings, for a model with a text branch) is
+    small next to the images too (3 KB per image at D = 768), so it stays on
+    the device the same way.
     """
 
-    def __init__(self, dataset: Dataset, device: torch.device):
+    def __init__(self, dataset: Dataset, device: torch.device, text: np.ndarray | None = None):
         targets, mask = dataset.targets()
         self.device = device
         self.targets = torch.from_numpy(targets).to(device)
         self.mask = torch.from_numpy(mask).to(device)
+        self.text = None if text is None else torch.from_numpy(np.ascontiguousarray(text, dtype=np.float32)).to(device)
         self.truth: torch.Tensor | None = None
         self.truth_mask: torch.Tensor | None = None
         if dataset.has_ground_truth:
@@ -173,4 +178,4 @@ class DeviceLabels:
         """Assemble the method's :class:`Batch` on the device for host ``images`` of dataset ``rows``."""
         index = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device, non_blocking=True)
         return Batch(images=images_to_device(images, self.device), targets=self.targets[index],
-                     mask=self.mask[index], index=index)
+                     mask=self.mask[index], index=index, text=None if self.text is None else self.text[index])

@@ -26,7 +26,7 @@ from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.train.data import DeviceLabels, ImageLoader, autocast, ordered_batches, resolve_device
 from ltvcli.train.loop import build_method
-from ltvcli.train.predict import open_run
+from ltvcli.train.predict import open_run, run_text_embeddings
 from ltvcli.train.run import check_compatible
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -66,7 +66,7 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
     method.load_state_dict(state["method"])
     method.eval()
     rows = np.concatenate([dataset.indices(split) for split in splits])
-    labels = DeviceLabels(dataset, target)
+    labels = DeviceLabels(dataset, target, run_text_embeddings(config, dataset, rows))
     loader = ImageLoader(dataset.images, ordered_batches(rows, batch_size), pin_memory=target.type == "cuda")
     refined, binarised, weights = [], [], []
     n_sets, n_classes = len(dataset.label_set_names), len(dataset.classes)

@@ -2,7 +2,9 @@
 
 Per batch the loop only calls :meth:`FusionMethod.step` and backpropagates the
 loss into the model *and* the method's own parameters with one Adam (the
-paper's beta). Everything method-specific lives in ``ltvcli.fusion``.
+paper's beta). Everything method-specific lives in ``ltvcli.fusion``. With
+``--text`` the model gets a text branch and every batch carries its images'
+report embeddings (``Batch.text``), which the methods pass to the model.
 
 Per epoch it scores the validation split (macro ROC AUC for multi-label,
 accuracy for multi-class) against its ground truth, or against the label
@@ -39,6 +41,7 @@ from ltvcli.errors import LtvError
 from ltvcli.fusion import make_method, majority_vote
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
 from ltvcli.models import build_model
+from ltvcli.text import load_text_embeddings, read_text_embedding_meta
 from ltvcli.train import distributed
 from ltvcli.train.config import TrainConfig
 from ltvcli.train.data import MIN_SHARD, DeviceLabels, ImageLoader, autocast, epoch_batches, resolve_device, shard
@@ -46,6 +49,8 @@ from ltvcli.train.predict import probabilities
 from ltvcli.train.run import RunFolder, dataset_fingerprint
 
 CHECKPOINT_FORMAT = 1
+#: What a run's config.json records about the report embeddings it was trained with (``--text``).
+TEXT_META_KEYS = ("dim", "source", "model", "pooling", "max_length")
 
 
 @dataclass
@@ -133,8 +138,9 @@ def deterministic() -> Iterator[None]:
 class Validator:
     """Scores the validation split against its ground truth, or the label sets' majority vote without one."""
 
-    def __init__(self, dataset: Dataset, seed: int):
+    def __init__(self, dataset: Dataset, seed: int, text: np.ndarray | None = None):
         self.dataset = dataset
+        self.text = text
         self.rows = dataset.indices("validate")
         self.metric = "auc" if dataset.is_multilabel else "accuracy"
         self.reference: str | None = None
@@ -159,7 +165,7 @@ class Validator:
         return bool(self.mask.any())
 
     def score(self, model: nn.Module, device: torch.device, workers: int) -> float:
-        probs = probabilities(model, self.dataset, self.rows, device, workers=workers)
+        probs = probabilities(model, self.dataset, self.rows, device, workers=workers, text=self.text)
         return validation_score(probs, self.targets, self.mask, self.dataset.is_multilabel)
 
 
@@ -342,18 +348,20 @@ class Trainer:
         if not config.resume and self.folder.has_checkpoints():
             raise LtvError(f"{self.folder.path}: already holds a training run (best.pt/last.pt); "
                            "add --resume to continue it, or choose another --out")
+        self.text, self.text_meta = self._text_embeddings() if config.text else (None, None)
         _seed_everything(config.seed)
         model = build_model(config.arch, len(self.dataset.classes), in_channels=self.dataset.channels,
                             image_size=self.dataset.image_size,
-                            pretrained=None if config.resume else config.pretrained)
+                            pretrained=None if config.resume else config.pretrained,
+                            text_dim=None if self.text is None else self.text.shape[1])
         self.model = model.to(device, memory_format=torch.channels_last) if device.type == "cuda" else model.to(device)
         self.method = build_method(config.method, config.method_options(), self.dataset).to(device)
         self.optimizer = torch.optim.Adam(list(self.model.parameters()) + list(self.method.parameters()),
                                           lr=config.lr)
-        self.labels = DeviceLabels(self.dataset, device)
+        self.labels = DeviceLabels(self.dataset, device, self.text)
         self.with_truth = self.labels.truth_mask is not None and bool(
             self.labels.truth_mask[torch.from_numpy(self.train_rows).to(device)].any())
-        self.validator = Validator(self.dataset, config.seed)
+        self.validator = Validator(self.dataset, config.seed, self.text)
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
@@ -366,6 +374,19 @@ class Trainer:
         self.net = self._wrap(self.model)
 
     # ------------------------------------------------------------ setup
+    def _text_embeddings(self) -> tuple[np.ndarray, dict]:
+        """The report embedding of every image (``--text``), and what config.json records about them.
+
+        Every image needs one, test included: ``ltv evaluate`` of a text run
+        reads them there, so a gap is reported now rather than after training.
+        """
+        try:
+            vectors = load_text_embeddings(self.dataset, require_all=True)
+        except LtvError as exc:
+            raise LtvError(f"--text: {exc}") from None
+        meta = read_text_embedding_meta(self.dataset)
+        return vectors, {key: meta.get(key) for key in TEXT_META_KEYS}
+
     def _wrap(self, model: nn.Module) -> nn.Module:
         net = distributed.wrap_model(model, self.device)
         return torch.compile(net) if self.config.compile else net
@@ -383,6 +404,7 @@ class Trainer:
             "dataset": {"path": str(ds.path.resolve()), "fingerprint": dataset_fingerprint(ds),
                         "image_size": ds.image_size, "channels": ds.channels, "n_images": len(ds),
                         "n_train": int(len(self.train_rows)), "n_validate": int(len(self.validator.rows))},
+            "text": self.text_meta,
             "validation": {"metric": self.validator.metric, "reference": self.validator.reference},
             "world_size": distributed.world_size(),
             "device": self.device.type,
@@ -410,6 +432,10 @@ class Trainer:
         if stored["dataset"]["fingerprint"] != dataset_fingerprint(self.dataset):
             raise LtvError(f"{self.dataset.path}: not the dataset this run was trained on (its metadata, manifest "
                            f"or labels differ from the fingerprint in {self.folder.config_path})")
+        if stored.get("text") != self.text_meta:
+            raise LtvError(f"{self.dataset.path}: its report embeddings ({_describe_text(self.text_meta)}) are not the "
+                           f"ones this run was trained on ({_describe_text(stored.get('text'))}); restore them or "
+                           "use another --out for a new run")
         state = self.folder.load_checkpoint("last", map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state["method"])
@@ -535,6 +561,10 @@ class Trainer:
         }
         if distributed.is_main():
             self.folder.save_checkpoint(which, state)
+
+
+def _describe_text(meta: dict | None) -> str:
+    return "none" if not meta else f"{meta['dim']} dims from {meta['model']}"
 
 
 # --------------------------------------------------------------------------- RNG state

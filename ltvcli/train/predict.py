@@ -2,6 +2,9 @@
 
 The same :func:`probabilities` scores the validation split during training,
 so what ``ltv predict`` writes is exactly what chose the best checkpoint.
+A run trained with ``--text`` reads each image's report embedding as well:
+:func:`run_text_embeddings` takes them from the scored dataset and refuses
+one that lacks them or whose vectors have another size.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import torch
 from torch import nn
 
 from ltvcli.dataset import Dataset
+from ltvcli.errors import LtvError
 from ltvcli.models import LtvNet, build_model
+from ltvcli.text import load_text_embeddings
 from ltvcli.train.data import ImageLoader, autocast, images_to_device, ordered_batches, resolve_device
 from ltvcli.train.run import RunFolder, check_compatible
 
@@ -34,27 +39,59 @@ def open_run(run: Path, checkpoint: str = "best", device: str | torch.device = "
     state = folder.load_checkpoint(checkpoint, map_location=target)
     options, data = config["options"], config["dataset"]
     model = build_model(options["arch"], len(config["classes"]), in_channels=data["channels"],
-                        image_size=data["image_size"])
+                        image_size=data["image_size"], text_dim=text_dim(config))
     model.load_state_dict(state["model"])
     return model.to(target).eval(), config, state
 
 
+def text_dim(config: dict) -> int | None:
+    """The size of the report embeddings a run's model reads (config.json's ``text``); None without text."""
+    text = config.get("text")
+    return int(text["dim"]) if text else None
+
+
+def run_text_embeddings(config: dict, dataset: Dataset, rows: np.ndarray) -> np.ndarray | None:
+    """``dataset``'s report embeddings [N, D] for a run trained with ``--text`` (None for an image-only run).
+
+    Every row in ``rows`` (the images to score or refine) needs one, of the
+    size the run was trained on; otherwise a one-line error says how many
+    are missing.
+    """
+    dim = text_dim(config)
+    if dim is None:
+        return None
+    try:
+        vectors = load_text_embeddings(dataset, require_all=False)
+    except LtvError as exc:
+        raise LtvError(f"the run was trained with --text and needs report embeddings: {exc}") from None
+    if vectors.shape[1] != dim:
+        raise LtvError(f"{dataset.path}: its report embeddings have {vectors.shape[1]} dims, the run was trained on "
+                       f"{dim}-dim embeddings ({config['text'].get('model')}); embed the reports the same way")
+    missing = int(np.isnan(vectors[rows]).any(axis=1).sum())
+    if missing:
+        raise LtvError(f"{dataset.path}: {missing} of the {len(rows)} images to score have no report embedding, "
+                       "and the run was trained with --text; run `ltv embed-reports` so that every image has one")
+    return vectors
+
+
 @torch.no_grad()
 def probabilities(model: nn.Module, dataset: Dataset, rows: np.ndarray, device: torch.device, *,
-                  batch_size: int = 64, workers: int = 2) -> np.ndarray:
+                  batch_size: int = 64, workers: int = 2, text: np.ndarray | None = None) -> np.ndarray:
     """Sigmoid (multi-label) or softmax (multi-class) outputs [len(rows), C] of ``model`` in eval mode.
 
-    The caller's train/eval mode is restored afterwards, so the training loop
-    can validate in the middle of an epoch.
+    ``text`` is the dataset's [N, D] report embeddings for a model with a
+    text branch. The caller's train/eval mode is restored afterwards, so the
+    training loop can validate in the middle of an epoch.
     """
     was_training = model.training
     model.eval()
     loader = ImageLoader(dataset.images, ordered_batches(rows, batch_size), pin_memory=device.type == "cuda",
                          workers=workers)
     out = []
-    for _, images in loader:
+    for batch_rows, images in loader:
+        reports = None if text is None else torch.from_numpy(text[batch_rows]).to(device)
         with autocast(device):
-            logits = model(images_to_device(images, device)).float()
+            logits = model(images_to_device(images, device), text=reports).float()
         out.append(torch.sigmoid(logits) if dataset.is_multilabel else torch.softmax(logits, dim=1))
     model.train(was_training)
     if not out:
@@ -73,7 +110,8 @@ def predict_probabilities(run: Path, dataset: Dataset, split: str | None = "test
     model, config = load_run(run, checkpoint, device)
     check_compatible(config, dataset)
     rows = split_rows(dataset, split)
-    probs = probabilities(model, dataset, rows, next(model.parameters()).device)
+    text = run_text_embeddings(config, dataset, rows)
+    probs = probabilities(model, dataset, rows, next(model.parameters()).device, text=text)
     return dataset.image_ids[rows], probs
 
 
