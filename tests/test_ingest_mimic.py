@@ -368,7 +368,7 @@ def test_interrupted_ingest_resumes_without_redoing_finished_images(cli, source,
 
     monkeypatch.setattr(mimic, "load_image", interrupted_at_3)
     result = ingest(cli, source, out, ok=False)
-    assert result.exit_code == 130 and "re-run the same command to resume" in result.output
+    assert result.exit_code == 130 and "re-run the command to resume" in result.output
     assert not out.exists() and partial.is_dir()
     with pytest.raises(LtvError, match="no such dataset folder"):
         Dataset.open(out)

@@ -54,7 +54,8 @@ def command(group: typer.Typer, name: str | None = None, **kwargs) -> Callable:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
-                typer.echo("interrupted; re-run the same command to resume", err=True)
+                typer.echo("interrupted; nothing half-written was left: re-run the command to resume "
+                           "(`ltv train` needs --resume)", err=True)
                 raise typer.Exit(130) from None
 
         return group.command(name, **kwargs)(wrapper)
