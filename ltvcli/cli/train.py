@@ -36,6 +36,10 @@ def train(
     threshold: float = typer.Option(0.5, help="ltv: threshold T of the differentiable binarisation."),
     meta_scope: str = typer.Option("all", "--meta-scope",
                                    help="ltv: parameters the virtual step updates: all (the paper) or last."),
+    vote: str = typer.Option("paper", help="ltv: paper (the paper's attention vote) or reliability (a "
+                                           "Dawid-Skene prior corrected per sample, trained to seek the truth)."),
+    trusted: Optional[str] = typer.Option(None, help="ltv --vote reliability: a label set to treat as the truth "
+                                                     "where it has labels (default: expert, if present)."),
     cm_trace: float = typer.Option(0.01, "--cm-trace", help="cm: weight of the confusion-matrix trace term."),
     text: bool = typer.Option(False, "--text", help="Also feed each image's report embedding (from `ltv "
                                                     "embed-reports`) through two 512-wide layers into the "
@@ -53,7 +57,8 @@ def train(
     config = TrainConfig(
         dataset=str(dataset), out=str(out), method=method, epochs=epochs, arch=arch,
         pretrained=None if pretrained is None else str(pretrained), seed=seed, batch_size=batch_size, lr=lr,
-        label_set=label_set, alpha=alpha, k=k, threshold=threshold, meta_scope=meta_scope, cm_trace=cm_trace,
+        label_set=label_set, alpha=alpha, k=k, threshold=threshold, meta_scope=meta_scope, vote=vote,
+        trusted=trusted, cm_trace=cm_trace,
         text=text, device=device, workers=workers, compile=compile_model, max_steps=max_steps,
         checkpoint_every=checkpoint_every, resume=resume)
     result = train_run(config)

@@ -3,7 +3,8 @@
 The training loop builds a method with :func:`make_method` and drives it
 through the :class:`~ltvcli.fusion.base.FusionMethod` interface only.
 
-* ``ltv``    learning-to-vote (the paper) -- :mod:`ltvcli.fusion.ltv`
+* ``ltv``    learning-to-vote: the paper's vote (``vote="paper"``) -- :mod:`ltvcli.fusion.ltv` -- or the
+             reliability vote (``vote="reliability"``) -- :mod:`ltvcli.fusion.vote`
 * ``single`` one label set, or one aggregator's labels -- :mod:`ltvcli.fusion.aggregators`
 * ``mv``     the per-sample majority vote -- :mod:`ltvcli.fusion.aggregators`
 * ``cm``     annotator confusion matrices (Tanno et al.) -- :mod:`ltvcli.fusion.cm`
@@ -29,6 +30,7 @@ from ltvcli.fusion.aggregators import (
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
 from ltvcli.fusion.cm import ConfusionMatrices
 from ltvcli.fusion.ltv import SCOPES, LearningToVote
+from ltvcli.fusion.vote import VOTES, ReliabilityVote
 
 METHOD_NAMES = ("ltv", "single", "mv", "cm")
 
@@ -41,11 +43,18 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "meta_scope": "all",
     "cm_trace": 0.01,
     "seed": 0,
+    "vote": "paper",
+    "trusted": None,
 }
+
+#: The label set a reliability vote trusts by default when the dataset has it (``ltv ingest relabels``).
+DEFAULT_TRUSTED = "expert"
+
 
 __all__ = [
     "AGGREGATOR_NAMES", "METHOD_NAMES", "OPTION_DEFAULTS", "Batch", "ConfusionMatrices", "FusionMethod",
-    "LearningToVote", "MajorityVote", "SingleLabelSet", "StepResult", "dawid_skene", "dawid_skene_labels",
+    "LearningToVote", "MajorityVote", "ReliabilityVote", "SingleLabelSet", "StepResult", "dawid_skene",
+    "dawid_skene_labels",
     "fit_dawid_skene", "majority_vote", "make_method", "soft_mean",
 ]
 
@@ -63,8 +72,7 @@ def make_method(name: str, *, n_label_sets: int, n_classes: int, multilabel: boo
     opts = _options(options)
     shape = {"n_label_sets": n_label_sets, "n_classes": n_classes, "multilabel": multilabel}
     if name == "ltv":
-        method: FusionMethod = LearningToVote(**shape, alpha=opts["alpha"], k=opts["k"],
-                                              threshold=opts["threshold"], meta_scope=opts["meta_scope"])
+        method: FusionMethod = _learning_to_vote(shape, opts, label_set_names)
     elif name == "single":
         method = SingleLabelSet(**shape, source=_source(opts["label_set"], label_set_names), seed=opts["seed"])
     elif name == "mv":
@@ -73,10 +81,26 @@ def make_method(name: str, *, n_label_sets: int, n_classes: int, multilabel: boo
         method = ConfusionMatrices(**shape, trace_weight=opts["cm_trace"])
     if name != "single" and opts["label_set"] is not None:
         warn(f"--label-set applies to --method single only; ignored by --method {name}")
+    if opts["trusted"] is not None and (name != "ltv" or opts["vote"] != "reliability"):
+        warn("--trusted applies to --method ltv --vote reliability only; ignored here")
     if n_label_sets < method.min_label_sets:
         raise LtvError(f"--method {name} needs at least {method.min_label_sets} label sets; "
                        f"the dataset has {n_label_sets}")
     return method
+
+
+def _learning_to_vote(shape: dict, opts: dict, label_set_names: list[str]) -> LearningToVote:
+    """The paper's vote, or the reliability vote with its trusted label set (``--trusted``, else ``expert``)."""
+    common = {"alpha": opts["alpha"], "k": opts["k"], "threshold": opts["threshold"],
+              "meta_scope": opts["meta_scope"]}
+    if opts["vote"] == "paper":
+        return LearningToVote(**shape, **common)
+    trusted = opts["trusted"]
+    if trusted is not None and trusted not in label_set_names:
+        raise LtvError(f"unknown --trusted {trusted!r}; expected a label set ({', '.join(label_set_names)})")
+    if trusted is None and DEFAULT_TRUSTED in label_set_names:
+        trusted = DEFAULT_TRUSTED
+    return ReliabilityVote(**shape, **common, trusted=None if trusted is None else label_set_names.index(trusted))
 
 
 def _options(options: dict) -> dict[str, Any]:
@@ -90,6 +114,8 @@ def _options(options: dict) -> dict[str, Any]:
     opts["cm_trace"] = _number(opts["cm_trace"], "cm_trace", low=0.0, allow_low=True)
     if opts["meta_scope"] not in SCOPES:
         raise LtvError(f"--meta-scope must be one of {', '.join(SCOPES)}, got {opts['meta_scope']!r}")
+    if opts["vote"] not in VOTES:
+        raise LtvError(f"--vote must be one of {', '.join(VOTES)}, got {opts['vote']!r}")
     if isinstance(opts["seed"], bool) or not isinstance(opts["seed"], int):
         raise LtvError(f"--seed must be an integer, got {opts['seed']!r}")
     return opts

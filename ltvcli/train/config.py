@@ -17,6 +17,7 @@ from ltvcli.models import ARCHS
 METHODS = ("ltv", "single", "mv", "cm")
 DEVICES = ("auto", "cuda", "cpu")
 META_SCOPES = ("all", "last")
+VOTES = ("paper", "reliability")
 
 #: Options that may change when a run is resumed: they do not change what is computed. Folders may
 #: move (the dataset is recognised by its fingerprint instead), and the pretrained weights only
@@ -43,6 +44,8 @@ class TrainConfig:
     k: float = 50.0
     threshold: float = 0.5
     meta_scope: str = "all"
+    vote: str = "paper"
+    trusted: str | None = None
     cm_trace: float = 0.01
     text: bool = False
     device: str = "auto"
@@ -65,6 +68,7 @@ class TrainConfig:
         _choice("--arch", self.arch, ARCHS)
         _choice("--device", self.device, DEVICES)
         _choice("--meta-scope", self.meta_scope, META_SCOPES)
+        _choice("--vote", self.vote, VOTES)
         _positive("--epochs", self.epochs)
         _positive("--batch-size", self.batch_size)
         _positive("--lr", self.lr)
@@ -83,7 +87,8 @@ class TrainConfig:
     def method_options(self) -> dict:
         """The ``options`` dict handed to :func:`ltvcli.fusion.make_method`."""
         return {"label_set": self.label_set, "alpha": self.alpha, "k": self.k, "threshold": self.threshold,
-                "meta_scope": self.meta_scope, "cm_trace": self.cm_trace, "seed": self.seed}
+                "meta_scope": self.meta_scope, "vote": self.vote, "trusted": self.trusted, "cm_trace": self.cm_trace,
+                "seed": self.seed}
 
     def to_json(self) -> dict:
         return asdict(self)

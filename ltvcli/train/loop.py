@@ -264,6 +264,9 @@ class EpochStats:
             for name, value in zip(label_set_names, sums["weight"]):
                 out[f"weight_{name}"] = _ratio(value, samples)
             out["vote_entropy"] = _ratio(sums["entropy"], samples)
+            if samples > 0:
+                means = {name: out[f"weight_{name}"] for name in label_set_names}
+                out["vote_warning"] = vote_warning(means, out["vote_entropy"])
         if "refined_count" in sums:
             out["refined_accuracy"] = _ratio(sums["refined_correct"], sums["refined_count"])
         if "n_correct" in sums:
@@ -278,6 +281,34 @@ class EpochStats:
 
     def load_state_dict(self, state: dict) -> None:
         self.sums, self.seconds = dict(state["sums"]), float(state["seconds"])
+
+
+#: A vote has collapsed when one label set's mean weight exceeds this.
+COLLAPSE_WEIGHT = 0.9
+#: A vote is uniform when its entropy exceeds this fraction of log M and every mean weight is this close to 1/M.
+UNIFORM_ENTROPY, UNIFORM_SPREAD = 0.98, 0.02
+
+
+def vote_warning(mean_weights: dict[str, float], entropy: float) -> str | None:
+    """Why an epoch's vote is degenerate -- collapsed onto one label set, or uniform -- or None.
+
+    Either way the vote has stopped choosing between label sets per sample:
+    a collapsed vote is training on one label set, a uniform one on their
+    mean (with the binarisation, a majority vote). ``mean_weights`` are the
+    mean weight of each label set by name, ``entropy`` the mean per-sample
+    vote entropy.
+    """
+    n_sets = len(mean_weights)
+    if n_sets < 2:
+        return None
+    top = max(mean_weights, key=mean_weights.__getitem__)
+    if mean_weights[top] > COLLAPSE_WEIGHT:
+        return f"collapse: label set {top} has mean weight {mean_weights[top]:.3f} > {COLLAPSE_WEIGHT}"
+    if entropy > UNIFORM_ENTROPY * math.log(n_sets) and all(
+            abs(w - 1 / n_sets) < UNIFORM_SPREAD for w in mean_weights.values()):
+        return (f"uniform: vote entropy {entropy:.3f} is near log {n_sets} = {math.log(n_sets):.3f} and every "
+                f"mean weight is within {UNIFORM_SPREAD} of 1/{n_sets} (the vote is a majority vote)")
+    return None
 
 
 def _ratio(numerator, denominator) -> float | None:
@@ -526,6 +557,8 @@ class Trainer:
                   "best": improved, **summary}
         self.records.append(record)
         self._log_epoch(record)
+        if record.get("vote_warning"):
+            warn(f"epoch {record['epoch']}: the vote is degenerate ({record['vote_warning']})")
         if complete:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             self.stats = EpochStats(self.dataset.is_multilabel)
