@@ -24,10 +24,9 @@ from torch import nn
 
 from ltvcli.fusion.base import (
     Batch,
-    FusionMethod,
+    PredictionMethod,
     StepResult,
     from_groups,
-    frozen_forward,
     group_shape,
     hard_labels,
     masked_bce,
@@ -157,7 +156,7 @@ def _tensors(targets, mask) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 
-class SingleLabelSet(FusionMethod):
+class SingleLabelSet(PredictionMethod):
     """Train on one label set, or on the labels of one aggregator (the paper's R50 baselines).
 
     ``source`` is a label set's position or an aggregator name. Missing
@@ -197,14 +196,7 @@ class SingleLabelSet(FusionMethod):
             raise RuntimeError("fit_labels must run before training on dawid_skene labels")
         return dawid_skene_labels(self.ds_confusion, self.ds_prior, batch.targets, batch.mask, self.multilabel)
 
-    def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        return self._result(model(batch.images, text=batch.text), batch)
-
-    def refine(self, model: nn.Module, batch: Batch) -> StepResult:
-        with torch.no_grad():
-            return self._result(frozen_forward(model, batch.images, batch.text)[0], batch)
-
-    def _result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
+    def result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
         labels, valid = self.labels(batch)
         loss = masked_bce(logits, labels, valid, mean_count(valid))
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(labels, valid),

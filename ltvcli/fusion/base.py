@@ -122,6 +122,25 @@ def frozen_forward(model: nn.Module, images: torch.Tensor, text: torch.Tensor | 
     return functional_call(net, buffers, (images,), {"text": text, "return_parts": True})
 
 
+class PredictionMethod(FusionMethod):
+    """A method whose loss and labels depend only on one plain forward of the model (single, mv, cm).
+
+    Training runs the forward with gradients; export runs it without them and
+    without touching BatchNorm statistics. Subclasses implement :meth:`result`.
+    """
+
+    def step(self, model: nn.Module, batch: Batch) -> StepResult:
+        return self.result(model(batch.images, text=batch.text), batch)
+
+    def refine(self, model: nn.Module, batch: Batch) -> StepResult:
+        with torch.no_grad():
+            return self.result(frozen_forward(model, batch.images, batch.text)[0], batch)
+
+    def result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
+        """The StepResult for ``logits``, the model's output on ``batch``."""
+        raise NotImplementedError
+
+
 # Multi-label and multi-class labels in one shape: G groups of K mutually
 # exclusive states. Multi-label: one group per class with the states
 # (absent, present); multi-class: one group whose states are the classes.

@@ -24,10 +24,9 @@ from torch import nn
 
 from ltvcli.fusion.base import (
     Batch,
-    FusionMethod,
+    PredictionMethod,
     StepResult,
     from_groups,
-    frozen_forward,
     group_shape,
     hard_labels,
     mean_count,
@@ -39,7 +38,7 @@ from ltvcli.fusion.base import (
 INITIAL_AGREEMENT = 0.9
 
 
-class ConfusionMatrices(FusionMethod):
+class ConfusionMatrices(PredictionMethod):
     """The CM baseline: a confusion matrix per label set (and per finding, multi-label) over the model's output."""
 
     name: ClassVar[str] = "cm"
@@ -75,14 +74,7 @@ class ConfusionMatrices(FusionMethod):
         trace = torch.diagonal(log_confusion.exp(), dim1=-2, dim2=-1).sum(dim=-1).mean()
         return (nll * valid).sum() / mean_count(valid) + self.trace_weight * trace
 
-    def step(self, model: nn.Module, batch: Batch) -> StepResult:
-        return self._result(model(batch.images, text=batch.text), batch)
-
-    def refine(self, model: nn.Module, batch: Batch) -> StepResult:
-        with torch.no_grad():
-            return self._result(frozen_forward(model, batch.images, batch.text)[0], batch)
-
-    def _result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
+    def result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
         clean = from_groups(self.clean_log_probs(logits.detach()).exp(), self.multilabel)
         return StepResult(loss=self.loss(logits, batch), logits=logits.detach(), refined=clean,
                           binarised=hard_labels(clean, self.multilabel))
