@@ -62,9 +62,9 @@ def flip_matrix(kind: str, noise: float) -> np.ndarray:
     """The 2x2 (negative, positive) matrix of one annotator type for a multi-label class."""
     kind = _check_kind(kind)
     _check_noise(noise)
-    fpr, fnr = {"HS": (noise, noise), "SF": (0.0, noise), "OC": (noise, 0.0), "AD": (1.0, 1.0)}.get(kind, (0, 0))
     if kind == "AVG":
         return np.mean([flip_matrix(k, noise) for k in ("HS", "SF", "OC", "AD")], axis=0)
+    fpr, fnr = {"HS": (noise, noise), "SF": (0.0, noise), "OC": (noise, 0.0), "AD": (1.0, 1.0)}[kind]
     return np.array([[1 - fpr, fpr], [fnr, 1 - fnr]])
 
 

@@ -215,12 +215,16 @@ class Dataset:
         if reports_csv.exists():
             frame = pd.read_csv(reports_csv, dtype=str, keep_default_na=False)
             inline = dict(zip(frame["image_id"], frame["text"]))
+        files: dict[str, str | None] = {}  # one report per study: read each file once, not once per image
         texts: list[str | None] = []
         for image_id, report in zip(self.manifest["image_id"], self.manifest.get("report", [""] * len(self))):
             if image_id in inline:
                 texts.append(inline[image_id])
-            elif report and Path(report).is_file():
-                texts.append(Path(report).read_text(encoding="utf-8", errors="replace"))
+            elif report:
+                if report not in files:
+                    path = Path(report)
+                    files[report] = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+                texts.append(files[report])
             else:
                 texts.append(None)
         return texts
