@@ -1,99 +1,81 @@
-"""Compare the paper's vote with the reliability vote and the label-only baselines (docs/results.md).
+"""Does the vote learn whom to believe? The votes against the label-only baselines (docs/results.md, issue 8).
 
-Builds the CIFAR-10 subset (via ``refine_datasets.build_cifar``, reading the
-shared .npz at run time), replaces its labels by the paper's five simulated
-annotators (HS, SF, OC, AD, AVG) at ``--noise``, and trains each method for
-each seed: mv, single soft_mean, single dawid_skene, cm, ltv --vote paper,
-ltv --vote reliability. Prints one table: test accuracy, the accuracy of the
-refined training labels and the adversary's (AD) mean vote weight at the best
-epoch, as mean ± standard deviation over the seeds.
+For each seed (annotators drawn and model initialised with that seed) and
+noise level, trains with ``ltv`` commands (``ltv_runs.py``): ``mv``, ``single``
+on the soft mean and on Dawid-Skene labels, ``cm``, ``ltv --vote paper``,
+``ltv --vote reliability`` and the same with ``--model-evidence 1``, plus a
+clean-label ceiling. Prints per noise level the test score (accuracy, or ROC
+AUC for PneumoniaMNIST), the accuracy of the refined training labels, the
+adversary's (AD) mean vote weight where there is one and the mean weight on
+correct vs wrong labels, as mean ± standard deviation over the seeds.
 
 Usage::
 
-    python examples/vote_comparison.py --data ../shared/data --out /tmp/vote-cmp --seeds 0 1 2
+    python examples/vote_comparison.py --source cifar --noise 0.3 0.5 --work /tmp/ltv-experiments
+    python examples/vote_comparison.py --source pneumonia --annotators HS:0.15,HS:0.3,SF:0.5 --noise 0
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-import numpy as np
+from ltv_runs import Plan, add_training_arguments, mean_sd, run_plan
 
-from ltvcli.dataset import Dataset
-from ltvcli.simulate import simulate_dataset
-from ltvcli.train.config import TrainConfig
-from ltvcli.train.loop import train
-from ltvcli.train.predict import predict_probabilities
-from refine_datasets import build_cifar
-
-ANNOTATORS = ["HS", "SF", "OC", "AD", "AVG"]
-METHODS = {
-    "mv": {"method": "mv"},
-    "soft_mean": {"method": "single", "label_set": "soft_mean"},
-    "dawid_skene": {"method": "single", "label_set": "dawid_skene"},
-    "cm": {"method": "cm"},
-    "ltv paper": {"method": "ltv", "vote": "paper"},
-    "ltv reliability": {"method": "ltv", "vote": "reliability"},
+DEFAULT_ANNOTATORS = {"cifar": "HS,AD,OC,SF,AVG", "pneumonia": "HS:0.15,HS:0.3,SF:0.5"}
+METHODS = {  # the run names poc_reproduction.py uses too, so a shared work folder shares the runs
+    "mv": ["--method", "mv"],
+    "soft_mean": ["--method", "single", "--label-set", "soft_mean"],
+    "dawid_skene": ["--method", "single", "--label-set", "dawid_skene"],
+    "cm": ["--method", "cm"],
+    "ltv": ["--method", "ltv", "--vote", "paper"],
+    "ltv_reliability": ["--method", "ltv", "--vote", "reliability"],
+    "ltv_reliability_model": ["--method", "ltv", "--vote", "reliability", "--model-evidence", "1"],
 }
+CLEAN = "HS:0"  # a noise-free annotator: the clean-label ceiling
 
 
-def test_accuracy(run: Path, data: Dataset) -> float:
-    """Accuracy of the best checkpoint on the test split against the clean labels."""
-    _, probs = predict_probabilities(run, data, "test", "best", "cpu")
-    truth = np.asarray(data.ground_truth)[data.indices("test")]
-    return float((probs.argmax(1) == truth).mean())
+def make_plan(source: str, annotators: str, levels: list[float], seeds: list[int]) -> Plan:
+    plan = Plan()
+    for seed in seeds:
+        for level in levels:
+            data = plan.dataset(annotators, level, seed, source)
+            for name, options in METHODS.items():
+                plan.add(data, name, options, seed)
+        plan.add(plan.dataset(CLEAN, 0.0, seed, source), "clean", ["--method", "single", "--label-set", "HS"], seed)
+    return plan
 
 
-def best_record(run: Path) -> dict:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return next(r for r in reversed(records) if r["best"])
+def table(plan: Plan, results: dict, source: str, annotators: str, level: float, seeds: list[int]) -> str:
+    datasets = [plan.dataset(annotators, level, s, source) for s in seeds]
+    records = {name: [results["records"][f"{d}__{name}"] for d in datasets] for name in METHODS}
+    metric = "test accuracy" if source == "cifar" else "test ROC AUC"
+    lines = [f"| method | {metric} | refined-label accuracy | AD mean weight | weight on correct / wrong labels |",
+             "|---|---|---|---|---|"]
+    for name, rows in records.items():
+        weights = f"{mean_sd([r.get('weight_correct') for r in rows])} / {mean_sd([r.get('weight_wrong') for r in rows])}" \
+            if rows[0].get("weight_correct") is not None else "-"
+        lines.append(f"| {name} | {mean_sd([results['test'][d][name] for d in datasets])} | "
+                     f"{mean_sd([r.get('refined_accuracy') for r in rows])} | "
+                     f"{mean_sd([r.get('weight_AD') for r in rows])} | {weights} |")
+    clean = [results["test"][plan.dataset(CLEAN, 0.0, s, source)]["clean"] for s in seeds]
+    lines.append(f"| clean labels (ceiling) | {mean_sd(clean)} | 1 | - | - |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--noise", type=float, default=0.3)
-    parser.add_argument("--cifar-train", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--arch", default="tiny")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--table-only", action="store_true", help="Train nothing: tabulate the finished runs.")
+    add_training_arguments(parser)
+    parser.add_argument("--source", choices=sorted(DEFAULT_ANNOTATORS), default="cifar")
+    parser.add_argument("--annotators", default=None, help="`ltv simulate --annotators` (default per source)")
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.3, 0.5])
     args = parser.parse_args()
-    clean = args.out / "cifar"
-    if not clean.exists():
-        build_cifar(args.data, clean, args.cifar_train)
-    noisy = args.out / f"cifar-noisy-{args.noise:g}"
-    if not noisy.exists():
-        simulate_dataset(clean, noisy, annotators=ANNOTATORS, noise=args.noise, seed=0)
-    data = Dataset.open(noisy)
-    scores: dict[str, list[tuple]] = {name: [] for name in METHODS}
-    for seed in args.seeds:  # seed-major, so that an interrupted comparison still covers every method
-        for name, options in METHODS.items():
-            run = args.out / "runs" / f"{args.noise:g}-{name.replace(' ', '-')}-{seed}"
-            if not (run / "best.pt").exists():
-                if args.table_only:
-                    continue
-                train(TrainConfig(dataset=str(noisy), out=str(run), epochs=args.epochs, arch=args.arch, seed=seed,
-                                  batch_size=64, lr=1e-3, device="cpu", workers=0, **options))
-            record = best_record(run)
-            scores[name].append((test_accuracy(run, data), record.get("refined_accuracy"), record.get("weight_AD")))
-    print(f"noise {args.noise:g}, seeds finished per method {[len(rows) for rows in scores.values()]}, "
-          f"{args.epochs} epochs, arch {args.arch}, "
-          f"{len(data.indices('train'))} train images")
-    print("| method | test accuracy | refined-label accuracy | AD mean weight |")
-    print("|---|---|---|---|")
-    for name, rows in scores.items():
-        print(f"| {name} | " + " | ".join(_spread([row[i] for row in rows]) for i in range(3)) + " |")
-
-
-def _spread(values: list[float | None]) -> str:
-    """mean ± standard deviation over seeds, or '-' where the method has no such value."""
-    if not values or any(v is None for v in values):
-        return "-"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+    annotators = args.annotators or DEFAULT_ANNOTATORS[args.source]
+    plan = make_plan(args.source, annotators, args.noise, args.seeds)
+    results = run_plan(plan, args, f"vote_comparison_{args.source}")
+    for level in args.noise:
+        print(f"\n{args.source}, annotators {annotators}, noise {level:g}, seeds {' '.join(map(str, args.seeds))}, "
+              f"{args.epochs} epochs, arch {args.arch}\n")
+        print(table(plan, results, args.source, annotators, level, args.seeds))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ Multi-class (C classes), at noise level rho:
 * ``OC`` ordered confusion: right with 1 - rho, otherwise a neighbouring class in class order
   (c - 1 or c + 1, half each; the single neighbour at the ends);
 * ``AD`` adversarial: always wrong, systematically: c -> c + floor(C / 2) mod C (noise 100 %, not scaled);
-* ``AVG`` the average of the HS, SF, OC and AD matrices at that level.
+* ``AVG`` right with 1 - rho, otherwise a wrong label drawn from the average of the HS, SF, OC and AD
+  wrong-label patterns (so its noise is rho too, as in the paper's noise sweep).
 
 Multi-label data use, per class, a 2x2 matrix over (negative, positive):
 ``HS`` flips both ways with rho; ``SF`` misses positives (false-negative rate rho);
-``OC`` over-calls (false-positive rate rho); ``AD`` always flips; ``AVG`` averages them.
+``OC`` over-calls (false-positive rate rho); ``AD`` always flips; ``AVG`` averages the four matrices.
+Each annotator may carry its own level: ``HS:0.3,SF:0.4`` (the paper's Table 2 mixes levels).
 ``docs/annotators.md`` writes every matrix out.
 """
 
@@ -42,20 +44,33 @@ def confusion_matrix(kind: str, n_classes: int, noise: float) -> np.ndarray:
     _check_noise(noise)
     if n_classes < 2:
         raise LtvError("simulated annotators need at least 2 classes")
+    if kind == "AD":
+        return wrong_label_pattern("AD", n_classes)
     if kind == "AVG":
-        return np.mean([confusion_matrix(k, n_classes, noise) for k in ("HS", "SF", "OC", "AD")], axis=0)
+        wrong = np.mean([wrong_label_pattern(k, n_classes) for k in ("HS", "SF", "OC", "AD")], axis=0)
+    else:
+        wrong = wrong_label_pattern(kind, n_classes)
+    return (1 - noise) * np.eye(n_classes) + noise * wrong
+
+
+def wrong_label_pattern(kind: str, n_classes: int) -> np.ndarray:
+    """Where a wrong label goes: a row-stochastic C x C matrix with a zero diagonal.
+
+    An annotator at noise level rho is ``(1 - rho) I + rho * pattern``; AD is
+    its pattern alone (always wrong) and AVG mixes the four patterns, so that
+    AVG, like HS, SF and OC, is wrong exactly ``rho`` of the time -- the
+    paper's noise sweep sets all four to the same level.
+    """
     eye = np.eye(n_classes)
     if kind == "AD":
         return np.roll(eye, n_classes // 2, axis=1)
     if kind == "HS":
-        wrong = (1 - eye) / (n_classes - 1)
-    elif kind == "SF":
-        wrong = np.roll(eye, 1, axis=1)
-    else:  # OC
-        wrong = np.roll(eye, 1, axis=1) + np.roll(eye, -1, axis=1)
-        wrong[0, -1] = wrong[-1, 0] = 0.0  # no wrap-around: the ends have one neighbour
-        wrong /= wrong.sum(axis=1, keepdims=True)
-    return (1 - noise) * eye + noise * wrong
+        return (1 - eye) / (n_classes - 1)
+    if kind == "SF":
+        return np.roll(eye, 1, axis=1)
+    wrong = np.roll(eye, 1, axis=1) + np.roll(eye, -1, axis=1)  # OC
+    wrong[0, -1] = wrong[-1, 0] = 0.0  # no wrap-around: the ends have one neighbour
+    return wrong / wrong.sum(axis=1, keepdims=True)
 
 
 def flip_matrix(kind: str, noise: float) -> np.ndarray:
@@ -110,7 +125,8 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
                      noise: float = 0.3, seed: int = 0, matrices: Path | None = None) -> Dataset:
     """Write a copy of ``dataset`` whose label sets come from simulated annotators.
 
-    ``annotators`` lists types (repeats allowed: ``HS,HS,AD``); ``matrices``
+    ``annotators`` lists types, each optionally at its own level (``HS:0.3``;
+    repeats allowed: ``HS,HS,AD``); ``matrices``
     (a JSON file) adds user-defined annotators. Ground truth, images and
     splits are kept; the original label sets are replaced.
     """
@@ -141,16 +157,33 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
 
 
 def _named_matrices(kinds: list[str], source: Dataset, noise: float) -> dict[str, np.ndarray]:
+    """One matrix per ``TYPE`` or ``TYPE:LEVEL`` entry, named by type (``HS``, ``HS_2``, ...)."""
     named: dict[str, np.ndarray] = {}
-    for kind in kinds:
-        kind = _check_kind(kind)
-        matrix = flip_matrix(kind, noise) if source.is_multilabel else confusion_matrix(kind, len(source.classes), noise)
+    for entry in kinds:
+        kind, level = parse_annotator(entry, noise)
+        matrix = flip_matrix(kind, level) if source.is_multilabel else confusion_matrix(kind, len(source.classes), level)
         name, i = kind, 1
         while name in named:
             i += 1
             name = f"{kind}_{i}"
         named[name] = matrix
     return named
+
+
+def parse_annotator(entry: str, noise: float) -> tuple[str, float]:
+    """``"HS"`` -> (HS, noise); ``"HS:0.3"`` -> (HS, 0.3): its own level instead of ``--noise``."""
+    kind, _, level = entry.partition(":")
+    kind = _check_kind(kind)
+    if not level.strip():
+        return kind, noise
+    if kind == "AD":
+        raise LtvError(f"annotator {entry!r}: AD is always wrong and takes no noise level")
+    try:
+        value = float(level)
+    except ValueError:
+        raise LtvError(f"annotator {entry!r}: the level after ':' must be a number between 0 and 1") from None
+    _check_noise(value, f"annotator {entry!r}: noise level")
+    return kind, value
 
 
 def _check_kind(kind: str) -> str:
@@ -160,6 +193,6 @@ def _check_kind(kind: str) -> str:
     return upper
 
 
-def _check_noise(noise: float) -> None:
+def _check_noise(noise: float, what: str = "--noise") -> None:
     if not 0.0 <= noise <= 1.0:
-        raise LtvError(f"--noise must be between 0 and 1 (a fraction), got {noise}")
+        raise LtvError(f"{what} must be between 0 and 1 (a fraction), got {noise}")

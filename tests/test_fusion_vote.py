@@ -43,12 +43,13 @@ def disagreeing_batch(multilabel: bool, n: int = 24, seed: int = 0) -> Batch:
                  mask=torch.ones_like(targets, dtype=torch.bool), index=torch.arange(n))
 
 
-@pytest.mark.parametrize("task", ["multilabel", "multiclass"])
-def test_reliability_vote_believes_the_clean_set_and_ignores_the_adversary(cli, tmp_path, task):
+@pytest.mark.parametrize("task,evidence", [("multilabel", "0"), ("multiclass", "0"), ("multiclass", "1")])
+def test_reliability_vote_believes_the_clean_set_and_ignores_the_adversary(cli, tmp_path, task, evidence):
     # label set 0 is clean, 1 and 2 flip 30 % of their labels, 3 flips 90 % (an adversary)
     data = make_dataset(tmp_path / "ds", task=task, n=60, label_sets=4, noise=(0.0, 0.3, 0.3, 0.9), seed=1)
     run = tmp_path / "run"
-    cli("train", data.path, "--out", run, "--method", "ltv", "--vote", "reliability", "--epochs", "2", *TRAIN_FAST)
+    cli("train", data.path, "--out", run, "--method", "ltv", "--vote", "reliability", "--model-evidence", evidence,
+        "--epochs", "2", *TRAIN_FAST)
     last = metrics(run)[-1]
 
     weights = [last[f"weight_set{m}"] for m in range(4)]
@@ -134,6 +135,36 @@ def test_vote_starts_at_dawid_skene_and_its_gradient_reaches_only_the_attention(
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in net.parameters())
 
 
+@pytest.mark.parametrize("multilabel", [True, False])
+def test_model_evidence_moves_the_posterior_towards_the_model(multilabel):
+    """γ = 1 replaces the class prior by the model's prediction: each refined label moves towards the model."""
+    batch = disagreeing_batch(multilabel)
+    results, bases = [], []
+    for evidence in (0.0, 1.0):
+        method = reliability(multilabel, model_evidence=evidence)
+        method.fit_labels(batch.targets.numpy(), batch.mask.numpy())
+        torch.manual_seed(0)
+        net = build_model("tiny", 3, in_channels=1).train()
+        with torch.no_grad():
+            net.fc.bias.copy_(torch.tensor([2.0, -2.0, 0.0]))  # a model with an opinion
+        results.append(method.step(net, batch))
+        bases.append(method.base_log_prior(results[-1].logits))
+    plain, informed = results
+    if multilabel:
+        model = torch.sigmoid(plain.logits)
+        expected = torch.stack((torch.log1p(-model), model.log()), dim=-1)
+        assert torch.allclose(bases[1], expected, atol=1e-5)
+        prior = torch.sigmoid(bases[0][..., 1] - bases[0][..., 0])
+        moved = informed.refined - plain.refined
+        open_ = (plain.refined > 0.02) & (plain.refined < 0.98)
+        assert open_.float().mean() > 0.3
+        assert (torch.sign(moved[open_]) == torch.sign(model - prior)[open_]).all()
+    else:
+        assert torch.allclose(bases[1][:, 0], torch.log_softmax(plain.logits, dim=-1), atol=1e-5)
+        assert (informed.refined[:, 0] > plain.refined[:, 0]).float().mean() > 0.9  # class 0 favoured by the model
+    assert torch.allclose(informed.weights.sum(1), torch.ones_like(informed.weights[:, 0]), atol=1e-5)
+
+
 def test_trusted_label_set_adds_its_term_and_expert_is_trusted_by_default():
     batch = disagreeing_batch(True)
     plain, trusted = reliability(True), reliability(True, trusted="clean")
@@ -164,6 +195,7 @@ def test_export_labels_of_a_reliability_run_gives_per_class_weights(cli, tmp_pat
 @pytest.mark.parametrize("args, message", [
     (("--vote", "best"), "--vote 'best': expected one of paper, reliability"),
     (("--vote", "reliability", "--trusted", "oracle"), "unknown --trusted 'oracle'"),
+    (("--vote", "reliability", "--model-evidence", "1.5"), "--model-evidence must be >= 0 and <= 1, got 1.5"),
 ])
 def test_bad_vote_options_are_one_line_errors(cli, tmp_path, tiny_dataset, args, message):
     result = cli("train", tiny_dataset.path, "--out", tmp_path / "run", "--epochs", "1", *args, *TRAIN_FAST,

@@ -1,4 +1,4 @@
-"""``ltv ingest mimic|openi|table|cifar10``: thin wrappers over the ``ltvcli.ingest`` functions."""
+"""``ltv ingest mimic|openi|table|cifar10|npz``: thin wrappers over the ``ltvcli.ingest`` functions."""
 
 from __future__ import annotations
 
@@ -127,3 +127,23 @@ def cifar10(
     from ltvcli.ingest.cifar10 import ingest_cifar10
 
     _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit))
+
+
+@command(ingest_app, "npz")
+def npz(
+    path: Path = typer.Argument(..., help="A .npz with <split>_images and <split>_labels (split: train, val, test)."),
+    out: Path = OUT,
+    task: str = typer.Option("auto", help="auto (one label column: multiclass; several 0/1 columns: multilabel), "
+                                          "multiclass or multilabel."),
+    classes: str = typer.Option("", help="Class names, comma-separated (default: the file's class_names)."),
+    val_fraction: Optional[float] = typer.Option(
+        None, "--val-fraction", help="Pool train and val and hold out this share as validate (default: the "
+                                     "file's val split, or 0.2 of train without one)."),
+    seed: int = typer.Option(0, help="Seed of the validate hold-out."),
+    limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each split (quick runs)."),
+) -> None:
+    """Images and clean labels as numpy arrays (MedMNIST layout): ground truth, no label sets yet."""
+    from ltvcli.ingest.npz import ingest_npz
+
+    _done(ingest_npz(path=path, out=out, task=task, classes=_names(classes) or None, val_fraction=val_fraction,
+                     seed=seed, limit=limit))

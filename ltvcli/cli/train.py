@@ -40,6 +40,10 @@ def train(
                                            "Dawid-Skene prior corrected per sample, trained to seek the truth)."),
     trusted: Optional[str] = typer.Option(None, help="ltv --vote reliability: a label set to treat as the truth "
                                                      "where it has labels (default: expert, if present)."),
+    model_evidence: float = typer.Option(0.0, "--model-evidence",
+                                         help="ltv --vote reliability: weight (0-1) of the model's own prediction "
+                                              "in the posterior of the truth (0: the labels alone; 1: the model "
+                                              "replaces the class prior, Raykar et al. 2010)."),
     cm_trace: float = typer.Option(0.01, "--cm-trace", help="cm: weight of the confusion-matrix trace term."),
     text: bool = typer.Option(False, "--text", help="Also feed each image's report embedding (from `ltv "
                                                     "embed-reports`) through two 512-wide layers into the "
@@ -58,7 +62,7 @@ def train(
         dataset=str(dataset), out=str(out), method=method, epochs=epochs, arch=arch,
         pretrained=None if pretrained is None else str(pretrained), seed=seed, batch_size=batch_size, lr=lr,
         label_set=label_set, alpha=alpha, k=k, threshold=threshold, meta_scope=meta_scope, vote=vote,
-        trusted=trusted, cm_trace=cm_trace,
+        trusted=trusted, model_evidence=model_evidence, cm_trace=cm_trace,
         text=text, device=device, workers=workers, compile=compile_model, max_steps=max_steps,
         checkpoint_every=checkpoint_every, resume=resume)
     result = train_run(config)

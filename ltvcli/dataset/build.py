@@ -76,6 +76,15 @@ class DatasetSpec:
             raise LtvError(f"image id {dup!r} appears more than once")
 
 
+def hold_out(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Positions (of ``n``) to hold out as the validate split: a seeded random ``fraction`` of them.
+
+    Sources without an official validation split share it, so the same seed
+    holds out the same images whichever source wrote the folder.
+    """
+    return np.random.default_rng(seed).permutation(n)[:round(n * fraction)]
+
+
 def _full_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
     frame = manifest.copy()
     for column in MANIFEST_COLUMNS:

@@ -45,6 +45,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "vote": "paper",
     "trusted": None,
+    "model_evidence": 0.0,
 }
 
 #: The label set a reliability vote trusts by default when the dataset has it (``ltv ingest relabels``).
@@ -83,6 +84,8 @@ def make_method(name: str, *, n_label_sets: int, n_classes: int, multilabel: boo
         warn(f"--label-set applies to --method single only; ignored by --method {name}")
     if opts["trusted"] is not None and (name != "ltv" or opts["vote"] != "reliability"):
         warn("--trusted applies to --method ltv --vote reliability only; ignored here")
+    if opts["model_evidence"] and (name != "ltv" or opts["vote"] != "reliability"):
+        warn("--model-evidence applies to --method ltv --vote reliability only; ignored here")
     if n_label_sets < method.min_label_sets:
         raise LtvError(f"--method {name} needs at least {method.min_label_sets} label sets; "
                        f"the dataset has {n_label_sets}")
@@ -100,7 +103,8 @@ def _learning_to_vote(shape: dict, opts: dict, label_set_names: list[str]) -> Le
         raise LtvError(f"unknown --trusted {trusted!r}; expected a label set ({', '.join(label_set_names)})")
     if trusted is None and DEFAULT_TRUSTED in label_set_names:
         trusted = DEFAULT_TRUSTED
-    return ReliabilityVote(**shape, **common, trusted=None if trusted is None else label_set_names.index(trusted))
+    return ReliabilityVote(**shape, **common, trusted=None if trusted is None else label_set_names.index(trusted),
+                           model_evidence=opts["model_evidence"])
 
 
 def _options(options: dict) -> dict[str, Any]:
@@ -112,6 +116,8 @@ def _options(options: dict) -> dict[str, Any]:
     opts["k"] = _number(opts["k"], "k", low=0.0)
     opts["threshold"] = _number(opts["threshold"], "threshold", low=0.0, high=1.0)
     opts["cm_trace"] = _number(opts["cm_trace"], "cm_trace", low=0.0, allow_low=True)
+    opts["model_evidence"] = _number(opts["model_evidence"], "model_evidence", low=0.0, high=1.0, allow_low=True,
+                                     allow_high=True)
     if opts["meta_scope"] not in SCOPES:
         raise LtvError(f"--meta-scope must be one of {', '.join(SCOPES)}, got {opts['meta_scope']!r}")
     if opts["vote"] not in VOTES:
@@ -121,16 +127,19 @@ def _options(options: dict) -> dict[str, Any]:
     return opts
 
 
-def _number(value: Any, key: str, *, low: float, high: float | None = None, allow_low: bool = False) -> float:
-    """``value`` as a finite float in (low, high) -- [low, high) with ``allow_low`` -- or a clear LtvError."""
+def _number(value: Any, key: str, *, low: float, high: float | None = None, allow_low: bool = False,
+            allow_high: bool = False) -> float:
+    """``value`` as a finite float in (low, high) -- closed at an end with ``allow_low`` / ``allow_high``."""
     flag = "--" + key.replace("_", "-")
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise LtvError(f"{flag} must be a number, got {value!r}") from None
     above = number >= low if allow_low else number > low
-    if not (math.isfinite(number) and above and (high is None or number < high)):
-        bounds = f"{'>=' if allow_low else '>'} {low:g}" + (f" and < {high:g}" if high is not None else "")
+    below = high is None or (number <= high if allow_high else number < high)
+    if not (math.isfinite(number) and above and below):
+        bounds = f"{'>=' if allow_low else '>'} {low:g}" + \
+            (f" and {'<=' if allow_high else '<'} {high:g}" if high is not None else "")
         raise LtvError(f"{flag} must be {bounds}, got {value!r}")
     return number
 

@@ -16,6 +16,12 @@ objective:
   multipliers λ = M · softmax_m(a) (all 1 -- plain Dawid-Skene -- at start).
 * The posterior of the truth: log q(k) = log prior(k) + Σ_m λ_m log π_m[k, y_m];
   the refined label ȳ is q (the probability of "present" for multi-label).
+  With ``model_evidence`` γ > 0 the image speaks too: the class prior becomes
+  (1 − γ) log prior(k) + γ log p_θ(k | x), the model's own (detached)
+  prediction -- at γ = 1 the posterior of Raykar et al. (JMLR 2010,
+  "Learning from crowds"). Where the label sets agree it changes little;
+  where they split, the image decides, which Dawid-Skene on labels alone
+  cannot do.
 * The model trains on ỹ = sigmoid(k (ȳ − T)) *detached*: the vote gets no
   reward for agreeing with the model.
 * The vote trains on leave-one-out pseudo-likelihood: the posterior from the
@@ -62,10 +68,12 @@ class ReliabilityVote(LearningToVote):
     name: ClassVar[str] = "ltv"
 
     def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, alpha: float = 0.2,
-                 k: float = 50.0, threshold: float = 0.5, meta_scope: str = "all", trusted: int | None = None):
+                 k: float = 50.0, threshold: float = 0.5, meta_scope: str = "all", trusted: int | None = None,
+                 model_evidence: float = 0.0):
         super().__init__(n_label_sets, n_classes, multilabel, alpha=alpha, k=k, threshold=threshold,
                          meta_scope=meta_scope)
         self.trusted = trusted
+        self.model_evidence = model_evidence
         n_groups, n_states = group_shape(n_classes, multilabel)
         # One score per (label set, class group) from that label set's own feature F_m: the
         # weights are shared over label sets, so a set is judged by what its step did.
@@ -99,25 +107,37 @@ class ReliabilityVote(LearningToVote):
         # log π_m[k, y_m] per (sample, set, group, true state); 0 where the set gave no label
         evidence = torch.einsum("bmgj,gmkj->bmgk", observed, self.log_confusion)
         weighted = self.multipliers(features)[..., None] * evidence
-        posterior = torch.softmax(self.log_prior + weighted.sum(dim=1), dim=-1)  # [B, G, K]
+        base = self.base_log_prior(logits)
+        posterior = torch.softmax(base + weighted.sum(dim=1), dim=-1)  # [B, G, K]
         labelled = valid.any(dim=1)  # [B, G]
         refined = from_groups(posterior, self.multilabel)
         entries = labelled if self.multilabel else labelled.expand(-1, self.n_classes)
         binarised = torch.sigmoid(self.k * (refined - self.threshold)).detach()
         loss = masked_bce(logits, binarised, entries, mean_count(entries))
-        loss = loss + self.vote_loss(weighted, evidence, observed, valid)
+        loss = loss + self.vote_loss(base, weighted, evidence, observed, valid)
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(refined, entries),
                           binarised=with_missing(binarised, entries),
                           weights=self.label_weights(posterior.detach(), observed, valid))
 
-    def vote_loss(self, weighted: torch.Tensor, evidence: torch.Tensor, observed: torch.Tensor,
+    def base_log_prior(self, logits: torch.Tensor) -> torch.Tensor:
+        """What is believed before the label sets speak, [B or 1, G, K]: the class prior, mixed with the model's view."""
+        if self.model_evidence == 0:
+            return self.log_prior[None]
+        logits = logits.detach().float()
+        if self.multilabel:
+            model = torch.stack((nn.functional.logsigmoid(-logits), nn.functional.logsigmoid(logits)), dim=-1)
+        else:
+            model = torch.log_softmax(logits, dim=-1)[:, None]
+        return (1 - self.model_evidence) * self.log_prior + self.model_evidence * model
+
+    def vote_loss(self, base: torch.Tensor, weighted: torch.Tensor, evidence: torch.Tensor, observed: torch.Tensor,
                   valid: torch.Tensor) -> torch.Tensor:
         """−mean log p(y_m | the other label sets): each set's label predicted through π_m by the rest's posterior.
 
         The trusted label set, where there is one, is predicted as the truth
         itself (identity π) and counts as much as all the others together.
         """
-        total = self.log_prior + weighted.sum(dim=1)  # [B, G, K]
+        total = base + weighted.sum(dim=1)  # [B, G, K]
         leave_out = torch.log_softmax(total[:, None] - weighted, dim=-1)  # [B, M, G, K]
         nll = -torch.logsumexp(leave_out + evidence, dim=-1)
         loss = (nll * valid).sum() / mean_count(valid)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ltvcli.console import log
-from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
+from ltvcli.dataset import Dataset, DatasetSpec, build_dataset, hold_out
 from ltvcli.errors import LtvError
 
 TRAIN_BATCHES = tuple(f"data_batch_{k}" for k in range(1, 6))
@@ -60,7 +60,7 @@ def cifar10_spec(*, root: Path, val_fraction: float = 0.2, seed: int = 0, limit:
     train_pixels, train_labels = _read_batches(root, TRAIN_BATCHES, limit)
     test_pixels, test_labels = _read_batches(root, (TEST_BATCH,), limit)
     split = np.full(len(train_labels), "train", dtype=object)
-    held_out = np.random.default_rng(seed).permutation(len(train_labels))[:round(len(train_labels) * val_fraction)]
+    held_out = hold_out(len(train_labels), val_fraction, seed)
     split[held_out] = "validate"
     manifest = pd.DataFrame({
         "image_id": [f"train-{i}" for i in range(len(train_labels))] + [f"test-{i}" for i in range(len(test_labels))],

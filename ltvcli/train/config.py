@@ -46,6 +46,7 @@ class TrainConfig:
     meta_scope: str = "all"
     vote: str = "paper"
     trusted: str | None = None
+    model_evidence: float = 0.0
     cm_trace: float = 0.01
     text: bool = False
     device: str = "auto"
@@ -87,8 +88,8 @@ class TrainConfig:
     def method_options(self) -> dict:
         """The ``options`` dict handed to :func:`ltvcli.fusion.make_method`."""
         return {"label_set": self.label_set, "alpha": self.alpha, "k": self.k, "threshold": self.threshold,
-                "meta_scope": self.meta_scope, "vote": self.vote, "trusted": self.trusted, "cm_trace": self.cm_trace,
-                "seed": self.seed}
+                "meta_scope": self.meta_scope, "vote": self.vote, "trusted": self.trusted,
+                "model_evidence": self.model_evidence, "cm_trace": self.cm_trace, "seed": self.seed}
 
     def to_json(self) -> dict:
         return asdict(self)

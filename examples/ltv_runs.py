@@ -1,0 +1,179 @@
+"""Run many `ltv` trainings on simulated annotators, resumably, and collect their numbers.
+
+The experiment scripts (``poc_reproduction.py``, ``vote_comparison.py``)
+describe *what* to run as a :class:`Plan`; this module runs it with the CLI
+only -- ``ltv ingest npz``, ``ltv simulate``, ``ltv train``, ``ltv evaluate``
+as subprocesses, so every number is what a user gets -- and reads the
+outputs back. Everything lands in one work folder and is skipped when already
+there, so an interrupted experiment continues where it stopped and two
+experiments sharing a work folder share their common runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+#: Source datasets: the shared .npz and its `ltv ingest npz` options (20 % of the training data validates).
+SOURCES = {
+    "cifar": ("cifar10_subset.npz", ["--val-fraction", "0.2"]),
+    "pneumonia": ("pneumoniamnist.npz", ["--val-fraction", "0.2", "--task", "multilabel", "--classes", "Pneumonia"]),
+}
+
+
+@dataclass
+class Run:
+    """One ``ltv train`` of a simulated dataset; ``name`` is its column in ``ltv evaluate``."""
+
+    dataset: str
+    name: str
+    options: list[str]
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}__{self.name}"
+
+    @property
+    def is_ltv(self) -> bool:
+        return "ltv" in self.options
+
+
+@dataclass
+class Plan:
+    """Simulated datasets (name -> source, annotators, noise, seed) and the runs on them."""
+
+    datasets: dict[str, tuple[str, str, float, int]] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+
+    def dataset(self, annotators: str, noise: float, seed: int, source: str = "cifar") -> str:
+        """Register (once) and name the copy of ``source`` labelled by ``annotators`` (CIFAR names carry no prefix)."""
+        prefix = "" if source == "cifar" else f"{source}_"
+        name = f"{prefix}{annotators.replace(',', '-').replace(':', '')}_n{noise:g}_s{seed}"
+        self.datasets[name] = (source, annotators, noise, seed)
+        return name
+
+    def add(self, dataset: str, name: str, options: list[str], seed: int) -> None:
+        if all(r.key != f"{dataset}__{name}" for r in self.runs):
+            self.runs.append(Run(dataset, name, options, seed))
+
+
+def ltv(*args: object, threads: int | None = None) -> None:
+    """Run one ``ltv`` command; stop the script with its output if it fails."""
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    result = subprocess.run(["ltv", *map(str, args)], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"ltv {' '.join(map(str, args))} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+
+def prepare(plan: Plan, data: Path, work: Path) -> None:
+    """Ingest each source the plan uses, then write every simulated copy."""
+    for source in sorted({source for source, *_ in plan.datasets.values()}):
+        if not (work / source).exists():
+            file, options = SOURCES[source]
+            ltv("ingest", "npz", data / file, "--out", work / source, *options)
+    for name, (source, annotators, noise, seed) in plan.datasets.items():
+        if not (work / "data" / name).exists():
+            ltv("simulate", work / source, "--out", work / "data" / name, "--annotators", annotators,
+                "--noise", noise, "--seed", seed)
+
+
+def train_all(plan: Plan, work: Path, common: list[str], jobs: int) -> None:
+    """Train every run not yet done, ``jobs`` at a time, the slow LTV runs first."""
+    todo = [r for r in plan.runs if not (work / "runs" / f"{r.key}.done").exists()]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    print(f"{len(plan.runs) - len(todo)} runs done, {len(todo)} to train ({jobs} at a time, {threads} thread(s) each)")
+
+    def train(run: Run) -> None:
+        folder = work / "runs" / run.key
+        shutil.rmtree(folder, ignore_errors=True)  # an interrupted run starts again
+        ltv("train", work / "data" / run.dataset, *run.options, *common, "--seed", run.seed, "--out", folder,
+            "--device", "cpu", threads=threads)
+        (work / "runs" / f"{run.key}.done").touch()
+        print(f"trained {run.key}", flush=True)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(train, sorted(todo, key=lambda r: not r.is_ltv)))
+
+
+def evaluate_all(plan: Plan, work: Path) -> dict:
+    """Per dataset: each run's test score and the labellers' training-split score (``ltv evaluate``: accuracy,
+    or the mean ROC AUC for multi-label), and each run's best metrics record."""
+    results: dict = {"test": {}, "labels": {}, "records": {}}
+    for dataset in plan.datasets:
+        runs = [r for r in plan.runs if r.dataset == dataset]
+        out = work / "eval" / dataset
+        names = sorted(f"{r.name}={work / 'runs' / r.key}" for r in runs)
+        if not (out / "runs.json").exists() or json.loads((out / "runs.json").read_text()) != names:
+            shutil.rmtree(out, ignore_errors=True)
+            ltv("evaluate", *names, "-d", work / "data" / dataset, "--bootstrap", "0", "-o", out)
+            ltv("evaluate", "-d", work / "data" / dataset, "--split", "train", "--bootstrap", "0", "-o", out / "train")
+            (out / "runs.json").write_text(json.dumps(names))
+        results["test"][dataset] = overall_scores(out, "model")
+        results["labels"][dataset] = overall_scores(out / "train", "labeller")
+        for run in runs:
+            results["records"][run.key] = best_record(work / "runs" / run.key)
+    return results
+
+
+def overall_scores(folder: Path, kind: str) -> dict[str, float]:
+    """Accuracy (multi-class) or the findings' average ROC AUC (multi-label), per model or labeller."""
+    if (folder / "accuracy.csv").exists():
+        table = pd.read_csv(folder / "accuracy.csv")
+        rows = table[(table["kind"] == kind) & (table["metric"] == "accuracy")]
+    else:
+        table = pd.read_csv(folder / "auc.csv")
+        rows = table[(table["kind"] == kind) & (table["finding"] == "Average")].rename(columns={"auc": "value"})
+    return dict(zip(rows["model"], rows["value"]))
+
+
+def best_record(run: Path) -> dict:
+    """The metrics record of the best validation epoch (the checkpoint evaluated)."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return next(r for r in reversed(records) if r["best"])
+
+
+def mean_sd(values: list[float | None]) -> str:
+    """mean ± standard deviation over seeds ('-' without values)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 \
+        else f"{values[0]:.3f}"
+
+
+def training_options(args) -> list[str]:
+    """The ``ltv train`` options every run of an experiment shares."""
+    return ["--arch", args.arch, "--epochs", str(args.epochs), "--lr", str(args.lr),
+            "--batch-size", str(args.batch_size)]
+
+
+def add_training_arguments(parser) -> None:
+    """The command-line options of :func:`training_options` and of the runner, with the experiments' defaults."""
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="Folder of the shared .npz files")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/ltv-experiments"),
+                        help="Datasets, runs and evaluations (shared between experiments)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--arch", default="tiny")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--jobs", type=int, default=2, help="Trainings at a time")
+
+
+def run_plan(plan: Plan, args, name: str) -> dict:
+    """Prepare, train and evaluate everything in ``plan``; the results are also written to WORK/<name>.json."""
+    work = args.work.resolve()
+    prepare(plan, args.data.resolve(), work)
+    train_all(plan, work, training_options(args), args.jobs)
+    results = evaluate_all(plan, work)
+    (work / f"{name}.json").write_text(json.dumps(results, indent=1))
+    return results
