@@ -9,8 +9,9 @@ and writes, under OUT:
                        findings: 388 normal vs 3,494 pneumonia images.
 * ``pneumonia-noisy``  the same with three simulated annotators (``ltv simulate``).
 * ``cifar``            the CIFAR-10 subset (Krizhevsky 2009), multi-class: its first ``--cifar-train``
-                       training images (2,500 by default, to keep the CPU runs short; 0 = all 5,170)
-                       with 10 % of them held out (seeded) as the validate split, and all 1,017 test images.
+                       images of each split (2,500 by default, to keep the CPU runs short: all 1,017 test
+                       images; 0 = all 5,170 training ones) with 10 % of the training ones held out
+                       (seeded) as the validate split.
 * ``cifar-noisy``      the same with simulated annotators.
 
 Usage::
@@ -23,55 +24,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from ltvcli.dataset import DatasetSpec, build_dataset
+from ltvcli.ingest.npz import ingest_npz
 from ltvcli.simulate import simulate_dataset
 
 PNEUMONIA_ANNOTATORS = ["HS", "SF", "OC"]
 CIFAR_ANNOTATORS = ["HS", "SF", "OC"]
 
 
-def manifest(prefix: str, splits: list[tuple[str, int]]) -> pd.DataFrame:
-    """image ids ``<prefix>-<split>-<n>`` and the split of each image, in order."""
-    ids, names = [], []
-    for split, count in splits:
-        ids += [f"{prefix}-{split}-{i:05d}" for i in range(count)]
-        names += [split] * count
-    return pd.DataFrame({"image_id": ids, "split": names, "source": ""})
-
-
 def build_pneumonia(data: Path, out: Path) -> Path:
-    raw = np.load(data / "pneumoniamnist.npz")
-    parts = [("train", "train"), ("validate", "val"), ("test", "test")]
-    pixels = np.concatenate([raw[f"{key}_images"] for _, key in parts])
-    truth = np.concatenate([raw[f"{key}_labels"] for _, key in parts]).astype(np.int8).reshape(-1, 1)
-    frame = manifest("pmnist", [(split, len(raw[f"{key}_images"])) for split, key in parts])
-    spec = DatasetSpec(task="multilabel", classes=["Pneumonia"], manifest=frame, label_sets=[],
-                       labels=np.zeros((len(frame), 0, 1), dtype=np.int8), ground_truth=truth, pixels=pixels,
-                       source={"name": "pneumoniamnist", "file": "pneumoniamnist.npz"})
-    build_dataset(spec, out, size=28, channels=1)
+    """PneumoniaMNIST with its own train / val / test splits, one finding (``ltv ingest npz``)."""
+    ingest_npz(path=data / "pneumoniamnist.npz", out=out, task="multilabel", classes=["Pneumonia"])
     return out
 
 
 def build_cifar(data: Path, out: Path, n_train: int, seed: int = 0) -> Path:
-    raw = dict(np.load(data / "cifar10_subset.npz"))
-    if n_train:
-        for key in ("train_images", "train_labels", "train_index"):
-            raw[key] = raw[key][:n_train]
-    n_train, n_test = len(raw["train_labels"]), len(raw["test_labels"])
-    split = np.array(["train"] * n_train + ["test"] * n_test, dtype=object)
-    held_out = np.random.default_rng(seed).permutation(n_train)[: n_train // 10]
-    split[held_out] = "validate"
-    frame = pd.DataFrame({"image_id": [f"cifar-train-{i}" for i in raw["train_index"]]
-                          + [f"cifar-test-{i}" for i in raw["test_index"]], "split": split, "source": ""})
-    truth = np.concatenate([raw["train_labels"], raw["test_labels"]]).astype(np.int16)
-    spec = DatasetSpec(task="multiclass", classes=[str(c) for c in raw["class_names"]], manifest=frame,
-                       label_sets=[], labels=np.zeros((len(frame), 0), dtype=np.int16), ground_truth=truth,
-                       pixels=np.concatenate([raw["train_images"], raw["test_images"]]),
-                       source={"name": "cifar10_subset", "file": "cifar10_subset.npz"})
-    build_dataset(spec, out, size=32, channels=3)
+    """The first ``n_train`` images of each split (0 = all), 10 % of the training ones held out (seeded)."""
+    ingest_npz(path=data / "cifar10_subset.npz", out=out, val_fraction=0.1, seed=seed, limit=n_train or None)
     return out
 
 

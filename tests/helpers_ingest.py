@@ -30,6 +30,13 @@ from ltvcli.findings import FINDINGS
 # ----------------------------------------------------------------------------- images
 
 
+def error_line(result) -> str:
+    """The single ``error: ...`` line of a failed command (exit status 2, no traceback)."""
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
 def pattern(index: int, shape: tuple[int, int] = (24, 20)) -> np.ndarray:
     """A uint8 test image whose mean brightness (10 + 20 * index, mod 230) identifies it."""
     base = 10 + (20 * index) % 230

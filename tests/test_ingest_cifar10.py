@@ -11,13 +11,7 @@ import pytest
 
 from ltvcli.dataset import Dataset
 
-from helpers_ingest import CIFAR_CLASSES, write_cifar10
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
+from helpers_ingest import CIFAR_CLASSES, error_line, write_cifar10
 
 
 def test_batches_become_a_multiclass_dataset_with_ground_truth(cli, tmp_path):

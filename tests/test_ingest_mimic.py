@@ -16,7 +16,7 @@ from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest.images import load_image
 
-from helpers_ingest import DEFAULT_IMAGES, pattern, read_csv, write_csv, write_mimic
+from helpers_ingest import DEFAULT_IMAGES, error_line, pattern, read_csv, write_csv, write_mimic
 
 FRONTAL = [0, 2, 3, 5, 6]  # rows of DEFAULT_IMAGES with view PA or AP
 F = {name: FINDINGS.index(name) for name in FINDINGS}
@@ -52,13 +52,6 @@ def expected_labels(studies: list[str]) -> np.ndarray:
             for finding, value in EXPECTED[study][name].items():
                 out[i, m, F[finding]] = value
     return out
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------- labels, views, split

@@ -9,11 +9,7 @@ import pytest
 
 from ltvcli.dataset import Dataset
 
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
+from helpers_ingest import error_line
 
 
 def write_arrays(path, *, splits=(("train", 30), ("val", 10), ("test", 8)), rgb=True, n_classes=4,

@@ -12,7 +12,7 @@ import pytest
 from ltvcli.dataset import Dataset
 from ltvcli.findings import FINDINGS
 
-from helpers_ingest import pattern, write_csv, write_openi_kaggle, write_openi_xml
+from helpers_ingest import error_line, pattern, write_csv, write_openi_kaggle, write_openi_xml
 
 FRONTAL = [0, 2, 4]  # image positions (in OPENI_REPORTS order) with view PA / AP
 TEXTS = ["FINDINGS: The heart is normal in size.\nIMPRESSION: Normal chest.",
@@ -22,12 +22,6 @@ TEXTS = ["FINDINGS: The heart is normal in size.\nIMPRESSION: Normal chest.",
 
 def ingest(cli, out: Path, *args, ok: bool = True):
     return cli("ingest", "openi", *args, "--out", out, "--size", "16", "--workers", "0", ok=ok)
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 @pytest.fixture

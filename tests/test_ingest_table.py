@@ -11,7 +11,7 @@ import pytest
 
 from ltvcli.dataset import Dataset
 
-from helpers_ingest import pattern, write_csv, write_raster
+from helpers_ingest import error_line, pattern, write_csv, write_raster
 
 N = 6
 IMAGES = [f"sub/img{i}.png" if i % 2 else f"img{i}.jpg" for i in range(N)]
@@ -28,12 +28,6 @@ def images(tmp_path) -> Path:
 def ingest(cli, labels, images, out, *extra, ok: bool = True):
     return cli("ingest", "table", labels, "--images", images, "--out", out, "--size", "16", "--workers", "0",
                *extra, ok=ok)
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
 
 
 WIDE_MULTICLASS = pd.DataFrame({
