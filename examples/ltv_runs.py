@@ -28,6 +28,24 @@ SOURCES = {
     "pneumonia": ("pneumoniamnist.npz", ["--val-fraction", "0.2", "--task", "multilabel", "--classes", "Pneumonia"]),
 }
 
+#: Every method the experiments train, by run name. One name, one set of options: experiments that
+#: share a work folder then share their runs.
+METHODS = {
+    "mv": ["--method", "mv"],
+    "soft_mean": ["--method", "single", "--label-set", "soft_mean"],
+    "dawid_skene": ["--method", "single", "--label-set", "dawid_skene"],
+    "cm": ["--method", "cm"],
+    "ltv": ["--method", "ltv", "--vote", "paper"],
+    "ltv_reliability": ["--method", "ltv", "--vote", "reliability"],
+    "ltv_reliability_model": ["--method", "ltv", "--vote", "reliability", "--model-evidence", "1"],
+}
+CLEAN = "HS:0"  # a noise-free annotator: its model is the clean-label ceiling
+
+
+def single(label_set: str) -> list[str]:
+    """``ltv train`` options of a model trained on one label set."""
+    return ["--method", "single", "--label-set", label_set]
+
 
 @dataclass
 class Run:
@@ -64,6 +82,12 @@ class Plan:
     def add(self, dataset: str, name: str, options: list[str], seed: int) -> None:
         if all(r.key != f"{dataset}__{name}" for r in self.runs):
             self.runs.append(Run(dataset, name, options, seed))
+
+    def add_clean_ceiling(self, seed: int, source: str) -> str:
+        """The run ``clean`` on a noise-free copy of ``source``; returns that dataset's name."""
+        data = self.dataset(CLEAN, 0.0, seed, source)
+        self.add(data, "clean", single("HS"), seed)
+        return data
 
 
 def ltv(*args: object, threads: int | None = None) -> None:

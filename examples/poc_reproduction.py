@@ -27,17 +27,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ltv_runs import Plan, add_training_arguments, mean_sd, run_plan
+from ltv_runs import CLEAN, METHODS, Plan, add_training_arguments, mean_sd, run_plan, single
 
 ANNOTATORS = ["HS", "SF", "OC", "AD", "AVG"]
 TABLE2_ANNOTATORS = "HS:0.3,SF:0.4,OC:0.5,AD,AVG:0.45"  # the paper's Table 2 noise levels
 FIG5_GROUPS = {2: "HS,AD", 3: "HS,AD,OC", 4: "HS,AD,OC,SF", 5: "HS,AD,OC,SF,AVG"}
 NO_AD = "HS,SF,OC,AVG"
-FUSION = {"mv": ["--method", "mv"], "cm": ["--method", "cm"], "ltv": ["--method", "ltv", "--vote", "paper"]}
-TABLE2_EXTRA = {"soft_mean": ["--method", "single", "--label-set", "soft_mean"],
-                "dawid_skene": ["--method", "single", "--label-set", "dawid_skene"],
-                "ltv_reliability": ["--method", "ltv", "--vote", "reliability"],
-                "ltv_reliability_model": ["--method", "ltv", "--vote", "reliability", "--model-evidence", "1"]}
+FUSION = {name: METHODS[name] for name in ("mv", "cm", "ltv")}  # the paper's figures compare these
+TABLE2_EXTRA = {name: METHODS[name] for name in ("soft_mean", "dawid_skene", "ltv_reliability",
+                                                 "ltv_reliability_model")}
 
 
 def make_plan(seeds: list[int], levels: list[float], fig5_levels: list[float], table_sources: list[str]) -> Plan:
@@ -46,15 +44,14 @@ def make_plan(seeds: list[int], levels: list[float], fig5_levels: list[float], t
         for seed in seeds:
             data = plan.dataset(TABLE2_ANNOTATORS, 0.0, seed, source)
             for annotator in ANNOTATORS:
-                plan.add(data, f"single_{annotator}", ["--method", "single", "--label-set", annotator], seed)
+                plan.add(data, f"single_{annotator}", single(annotator), seed)
             for name, options in {**FUSION, **TABLE2_EXTRA}.items():
                 plan.add(data, name, options, seed)
-            plan.add(plan.dataset("HS:0", 0.0, seed, source), "clean", ["--method", "single", "--label-set", "HS"],
-                     seed)
+            plan.add_clean_ceiling(seed, source)
     seed = seeds[0]
     for level in levels:  # Figure 4 (AVG and the fusions on all five) and Figure 6 (without AD)
         five = plan.dataset(FIG5_GROUPS[5], level, seed)
-        plan.add(five, "single_AVG", ["--method", "single", "--label-set", "AVG"], seed)
+        plan.add(five, "single_AVG", single("AVG"), seed)
         for name, options in FUSION.items():
             plan.add(five, name, options, seed)
             plan.add(plan.dataset(NO_AD, level, seed), name, options, seed)
@@ -69,7 +66,7 @@ def make_plan(seeds: list[int], levels: list[float], fig5_levels: list[float], t
 def table2(plan: Plan, results: dict, seeds: list[int], source: str) -> str:
     """Label quality (train) and test score per annotator and fusion; multi-label sources score ROC AUC."""
     noisy = [plan.dataset(TABLE2_ANNOTATORS, 0.0, s, source) for s in seeds]
-    clean = [plan.dataset("HS:0", 0.0, s, source) for s in seeds]
+    clean = [plan.dataset(CLEAN, 0.0, s, source) for s in seeds]
     label, test = ("accuracy", "accuracy") if source == "cifar" else ("ROC AUC", "ROC AUC")
     lines = [f"| labels | label {label} (train; refined-label accuracy for fusions) | test {test} |", "|---|---|---|"]
     for annotator in ANNOTATORS:

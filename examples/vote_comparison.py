@@ -19,19 +19,9 @@ from __future__ import annotations
 
 import argparse
 
-from ltv_runs import Plan, add_training_arguments, mean_sd, run_plan
+from ltv_runs import CLEAN, METHODS, Plan, add_training_arguments, mean_sd, run_plan
 
 DEFAULT_ANNOTATORS = {"cifar": "HS,AD,OC,SF,AVG", "pneumonia": "HS:0.15,HS:0.3,SF:0.5"}
-METHODS = {  # the run names poc_reproduction.py uses too, so a shared work folder shares the runs
-    "mv": ["--method", "mv"],
-    "soft_mean": ["--method", "single", "--label-set", "soft_mean"],
-    "dawid_skene": ["--method", "single", "--label-set", "dawid_skene"],
-    "cm": ["--method", "cm"],
-    "ltv": ["--method", "ltv", "--vote", "paper"],
-    "ltv_reliability": ["--method", "ltv", "--vote", "reliability"],
-    "ltv_reliability_model": ["--method", "ltv", "--vote", "reliability", "--model-evidence", "1"],
-}
-CLEAN = "HS:0"  # a noise-free annotator: the clean-label ceiling
 
 
 def make_plan(source: str, annotators: str, levels: list[float], seeds: list[int]) -> Plan:
@@ -41,7 +31,7 @@ def make_plan(source: str, annotators: str, levels: list[float], seeds: list[int
             data = plan.dataset(annotators, level, seed, source)
             for name, options in METHODS.items():
                 plan.add(data, name, options, seed)
-        plan.add(plan.dataset(CLEAN, 0.0, seed, source), "clean", ["--method", "single", "--label-set", "HS"], seed)
+        plan.add_clean_ceiling(seed, source)
     return plan
 
 

@@ -14,8 +14,11 @@ from ltvcli.simulate import ANNOTATOR_TYPES, simulate_dataset
 def simulate(
     dataset: Path = typer.Argument(..., help="A dataset folder with ground truth (e.g. from `ltv ingest cifar10`)."),
     out: Path = typer.Option(..., "--out", help="The new dataset folder to write."),
-    annotators: str = typer.Option(",".join(ANNOTATOR_TYPES), help="Comma-separated annotator types, each optionally with its own noise level (HS:0.3); repeats allowed."),
-    noise: float = typer.Option(0.3, help="Noise level of HS, SF, OC and AVG without a level of their own (0-1); AD is always 100 % wrong."),
+    annotators: str = typer.Option(",".join(ANNOTATOR_TYPES), help="Comma-separated annotator types, each "
+                                                                   "optionally at its own noise level (HS:0.3); "
+                                                                   "repeats allowed."),
+    noise: float = typer.Option(0.3, help="Noise level of HS, SF, OC and AVG without a level of their own (0-1); "
+                                          "AD is always 100 % wrong."),
     seed: int = typer.Option(0, help="Seed of the label draws."),
     matrices: Path = typer.Option(None, help="JSON file of extra annotators: {name: [[row], ...]}."),
 ) -> None:
