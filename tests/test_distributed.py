@@ -87,7 +87,7 @@ def _rank_main(rank: int, init_file: str, out_dir: str) -> None:
             params = _one_step(scope, rows, lambda m: distributed.wrap_model(m, torch.device("cpu")))
             torch.save(params, Path(out_dir) / f"{scope}_rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        distributed.teardown()
 
 
 def test_sharded_ltv_step_matches_single_process(tmp_path: Path):

@@ -9,6 +9,7 @@ gradient of the whole batch, so the virtual step is the same as on one GPU.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -70,7 +71,16 @@ def setup(device: torch.device) -> torch.device:
 
 
 def teardown() -> None:
+    """Leave the process group, after freeing every DistributedDataParallel wrapper.
+
+    A DDP wrapper sits in reference cycles, so it outlives the trainer until
+    the garbage collector runs; if it still holds the process group when the
+    group is destroyed, the process aborts at exit ("terminate called without
+    an active exception") and torchrun reports a failed run that in fact
+    finished. Collecting first frees it.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
