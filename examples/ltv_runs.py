@@ -67,16 +67,17 @@ class Run:
 
 @dataclass
 class Plan:
-    """Simulated datasets (name -> source, annotators, noise, seed) and the runs on them."""
+    """Simulated datasets (name -> source, annotators, noise, seed, hardness) and the runs on them."""
 
-    datasets: dict[str, tuple[str, str, float, int]] = field(default_factory=dict)
+    datasets: dict[str, tuple[str, str, float, int, float]] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
 
-    def dataset(self, annotators: str, noise: float, seed: int, source: str = "cifar") -> str:
+    def dataset(self, annotators: str, noise: float, seed: int, source: str = "cifar", hardness: float = 0.0) -> str:
         """Register (once) and name the copy of ``source`` labelled by ``annotators`` (CIFAR names carry no prefix)."""
         prefix = "" if source == "cifar" else f"{source}_"
-        name = f"{prefix}{annotators.replace(',', '-').replace(':', '')}_n{noise:g}_s{seed}"
-        self.datasets[name] = (source, annotators, noise, seed)
+        suffix = f"_h{hardness:g}" if hardness else ""
+        name = f"{prefix}{annotators.replace(',', '-').replace(':', '')}_n{noise:g}_s{seed}{suffix}"
+        self.datasets[name] = (source, annotators, noise, seed, hardness)
         return name
 
     def add(self, dataset: str, name: str, options: list[str], seed: int) -> None:
@@ -104,10 +105,10 @@ def prepare(plan: Plan, data: Path, work: Path) -> None:
         if not (work / source).exists():
             file, options = SOURCES[source]
             ltv("ingest", "npz", data / file, "--out", work / source, *options)
-    for name, (source, annotators, noise, seed) in plan.datasets.items():
+    for name, (source, annotators, noise, seed, hardness) in plan.datasets.items():
         if not (work / "data" / name).exists():
             ltv("simulate", work / source, "--out", work / "data" / name, "--annotators", annotators,
-                "--noise", noise, "--seed", seed)
+                "--noise", noise, "--seed", seed, "--hardness", hardness)
 
 
 def train_all(plan: Plan, work: Path, common: list[str], jobs: int) -> None:

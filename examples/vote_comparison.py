@@ -13,6 +13,7 @@ Usage::
 
     python examples/vote_comparison.py --source cifar --noise 0.3 0.5 --work /tmp/ltv-experiments
     python examples/vote_comparison.py --source pneumonia --annotators HS:0.15,HS:0.3,SF:0.5 --noise 0
+    python examples/vote_comparison.py --source cifar --annotators HS,OC,SF,AVG --hardness 4
 """
 
 from __future__ import annotations
@@ -24,19 +25,20 @@ from ltv_runs import CLEAN, METHODS, Plan, add_training_arguments, mean_sd, run_
 DEFAULT_ANNOTATORS = {"cifar": "HS,AD,OC,SF,AVG", "pneumonia": "HS:0.15,HS:0.3,SF:0.5"}
 
 
-def make_plan(source: str, annotators: str, levels: list[float], seeds: list[int]) -> Plan:
+def make_plan(source: str, annotators: str, levels: list[float], seeds: list[int], hardness: float) -> Plan:
     plan = Plan()
     for seed in seeds:
         for level in levels:
-            data = plan.dataset(annotators, level, seed, source)
+            data = plan.dataset(annotators, level, seed, source, hardness)
             for name, options in METHODS.items():
                 plan.add(data, name, options, seed)
         plan.add_clean_ceiling(seed, source)
     return plan
 
 
-def table(plan: Plan, results: dict, source: str, annotators: str, level: float, seeds: list[int]) -> str:
-    datasets = [plan.dataset(annotators, level, s, source) for s in seeds]
+def table(plan: Plan, results: dict, source: str, annotators: str, level: float, seeds: list[int],
+          hardness: float) -> str:
+    datasets = [plan.dataset(annotators, level, s, source, hardness) for s in seeds]
     records = {name: [results["records"][f"{d}__{name}"] for d in datasets] for name in METHODS}
     metric = "test accuracy" if source == "cifar" else "test ROC AUC"
     lines = [f"| method | {metric} | refined-label accuracy | AD mean weight | weight on correct / wrong labels |",
@@ -58,14 +60,16 @@ def main() -> None:
     parser.add_argument("--source", choices=sorted(DEFAULT_ANNOTATORS), default="cifar")
     parser.add_argument("--annotators", default=None, help="`ltv simulate --annotators` (default per source)")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.3, 0.5])
+    parser.add_argument("--hardness", type=float, default=0.0,
+                        help="`ltv simulate --hardness`: > 0 gathers the errors on the hard images")
     args = parser.parse_args()
     annotators = args.annotators or DEFAULT_ANNOTATORS[args.source]
-    plan = make_plan(args.source, annotators, args.noise, args.seeds)
+    plan = make_plan(args.source, annotators, args.noise, args.seeds, args.hardness)
     results = run_plan(plan, args, f"vote_comparison_{args.source}")
     for level in args.noise:
-        print(f"\n{args.source}, annotators {annotators}, noise {level:g}, seeds {' '.join(map(str, args.seeds))}, "
-              f"{args.epochs} epochs, arch {args.arch}\n")
-        print(table(plan, results, args.source, annotators, level, args.seeds))
+        print(f"\n{args.source}, annotators {annotators}, noise {level:g}, hardness {args.hardness:g}, "
+              f"seeds {' '.join(map(str, args.seeds))}, {args.epochs} epochs, arch {args.arch}\n")
+        print(table(plan, results, args.source, annotators, level, args.seeds, args.hardness))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,18 @@ Multi-label data use, per class, a 2x2 matrix over (negative, positive):
 ``OC`` over-calls (false-positive rate rho); ``AD`` always flips; ``AVG`` averages the four matrices.
 Each annotator may carry its own level: ``HS:0.3,SF:0.4`` (the paper's Table 2 mixes levels).
 ``docs/annotators.md`` writes every matrix out.
+
+Which samples an annotator gets wrong (``hardness`` h): at h = 0, the
+paper's setting, every sample of a class is equally likely -- exactly the
+Dawid-Skene model, which therefore recovers such labels almost perfectly.
+At h > 0 each class keeps its number of errors, but they are drawn with
+probability proportional to difficulty^h, so they gather on the images that
+are hard to classify, as human readers err on ambiguous images: the
+annotators' errors fall on the same images, and the image itself tells which
+labels to distrust (a class-conditional model of the annotators cannot see
+that). Difficulty is 1 − the out-of-fold probability of the true class under
+a logistic regression on 16 × 16 thumbnails: a property of the image, not of
+the network later trained on it.
 """
 
 from __future__ import annotations
@@ -29,6 +41,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
+from sklearn.preprocessing import StandardScaler
 
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
@@ -36,6 +52,7 @@ from ltvcli.dataset.format import MISSING
 from ltvcli.errors import LtvError
 
 ANNOTATOR_TYPES = ("HS", "SF", "OC", "AD", "AVG")
+THUMBNAIL = 16  # side of the thumbnails the difficulty model sees
 
 
 def confusion_matrix(kind: str, n_classes: int, noise: float) -> np.ndarray:
@@ -110,8 +127,18 @@ def load_matrices(path: Path, n: int) -> dict[str, np.ndarray]:
     return {name: check_matrix(value, n, f"{path}:{name}") for name, value in raw.items()}
 
 
-def draw_labels(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Draw one label per entry of ``truth`` (class ids, -1 = unknown) from the rows of ``matrix``."""
+def draw_labels(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator,
+                difficulty: np.ndarray | None = None) -> np.ndarray:
+    """Draw one label per entry of ``truth`` (class ids, -1 = unknown) from the rows of ``matrix``.
+
+    Without ``difficulty`` every entry is drawn independently. With it (same
+    shape as ``truth``: a sampling weight per entry), each true state s keeps
+    its error count, round((1 − A[s, s]) · n_s), but the wrong entries are
+    sampled with probability proportional to their weight; a wrong label then
+    comes from the row's off-diagonal part. The matrix still holds per class.
+    """
+    if difficulty is not None:
+        return _draw_on_hard(truth, matrix, rng, difficulty)
     known = truth != MISSING
     cumulative = np.cumsum(matrix, axis=1)
     cumulative[:, -1] = 1.0
@@ -121,15 +148,71 @@ def draw_labels(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator)
     return np.where(known, drawn, MISSING)
 
 
+def _draw_on_hard(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator,
+                  difficulty: np.ndarray) -> np.ndarray:
+    if truth.ndim == 2:  # multi-label: each class keeps its own error counts
+        return np.stack([_draw_on_hard(truth[:, c], matrix, rng, difficulty[:, c])
+                         for c in range(truth.shape[1])], axis=1)
+    labels = truth.copy()
+    for state in range(len(matrix)):
+        members = np.flatnonzero(truth == state)
+        n_wrong = int(round((1.0 - matrix[state, state]) * len(members)))
+        if n_wrong == 0:
+            continue
+        weight = difficulty[members] + 1e-12  # every entry stays possible
+        wrong = rng.choice(members, size=n_wrong, replace=False, p=weight / weight.sum())
+        elsewhere = matrix[state].copy()
+        elsewhere[state] = 0.0
+        labels[wrong] = rng.choice(len(matrix), size=n_wrong, p=elsewhere / elsewhere.sum())
+    return labels
+
+
+def image_difficulty(dataset: Dataset) -> np.ndarray:
+    """How hard each labelled entry is to classify from its image, in [0, 1], shaped like the ground truth.
+
+    1 − the out-of-fold (5-fold) probability of the true state under a
+    logistic regression on standardised thumbnails; one binary model per class
+    for multi-label data. Entries without ground truth get 0 (never drawn).
+    """
+    pixels = _thumbnails(dataset.images)
+    truth = dataset.ground_truth.astype(np.int64)
+    columns = truth if truth.ndim == 2 else truth[:, None]
+    difficulty = np.zeros(columns.shape)
+    for c in range(columns.shape[1]):
+        known = np.flatnonzero(columns[:, c] != MISSING)
+        states, counts = np.unique(columns[known, c], return_counts=True)
+        if len(states) < 2 or counts.min() < 5:
+            continue  # one state only (or too few to cross-validate): nothing tells the images apart
+        probability = cross_val_predict(LogisticRegression(max_iter=300, C=0.1), pixels[known], columns[known, c],
+                                         cv=5, method="predict_proba")
+        difficulty[known, c] = 1.0 - probability[np.arange(len(known)), np.searchsorted(states, columns[known, c])]
+    return difficulty if truth.ndim == 2 else difficulty[:, 0]
+
+
+def _thumbnails(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Standardised THUMBNAIL² (× channels) area-averaged copies of the memory-mapped images, [N, features]."""
+    parts = []
+    for start in range(0, len(images), chunk):
+        block = torch.from_numpy(np.asarray(images[start:start + chunk], dtype=np.float32))
+        block = block[:, None] if block.ndim == 3 else block.permute(0, 3, 1, 2)
+        parts.append(torch.nn.functional.adaptive_avg_pool2d(block, THUMBNAIL).flatten(1).numpy())
+    return StandardScaler().fit_transform(np.concatenate(parts))
+
+
 def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[str] | None = None,
-                     noise: float = 0.3, seed: int = 0, matrices: Path | None = None) -> Dataset:
+                     noise: float = 0.3, seed: int = 0, matrices: Path | None = None,
+                     hardness: float = 0.0) -> Dataset:
     """Write a copy of ``dataset`` whose label sets come from simulated annotators.
 
     ``annotators`` lists types, each optionally at its own level (``HS:0.3``;
     repeats allowed: ``HS,HS,AD``); ``matrices``
-    (a JSON file) adds user-defined annotators. Ground truth, images and
-    splits are kept; the original label sets are replaced.
+    (a JSON file) adds user-defined annotators. ``hardness`` > 0 gathers
+    the errors on the images hardest to classify (see the module docstring).
+    Ground truth, images and splits are kept; the original label sets are
+    replaced.
     """
+    if not hardness >= 0:
+        raise LtvError(f"--hardness must be 0 (errors on any image) or more, got {hardness}")
     source = Dataset.open(dataset)
     if not source.has_ground_truth:
         raise LtvError(f"{source.path}: simulated annotators need ground truth (clean labels) to corrupt")
@@ -141,7 +224,8 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
         raise LtvError("no annotators: give --annotators and/or --matrices")
     rng = np.random.default_rng(seed)
     truth = source.ground_truth.astype(np.int64)
-    labels = np.stack([draw_labels(truth, m, rng) for m in named.values()], axis=1)
+    difficulty = image_difficulty(source) ** hardness if hardness > 0 else None
+    labels = np.stack([draw_labels(truth, m, rng, difficulty) for m in named.values()], axis=1)
     labels = labels.astype(np.int8 if source.is_multilabel else np.int16)
     for j, name in enumerate(named):
         valid = labels[:, j] != MISSING
@@ -151,7 +235,7 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
         label_sets=[LabelSet(name=name, labeller=name) for name in named], labels=labels,
         ground_truth=source.ground_truth, reports=None, pixels=source.images,
         source={"name": "simulate", "from": str(source.path), "noise": noise, "seed": seed,
-                "matrices": {k: v.tolist() for k, v in named.items()}},
+                "hardness": hardness, "matrices": {k: v.tolist() for k, v in named.items()}},
     )
     return build_dataset(spec, out, size=source.image_size, channels=source.channels)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +114,65 @@ def test_each_annotator_can_carry_its_own_noise_level(cli, tmp_path):
     assert ds.label_set_names == ["HS", "SF", "OC", "AD", "AVG"]
     noise = [np.mean(ds.labels[:, j] != ds.ground_truth) for j in range(5)]
     np.testing.assert_allclose(noise, [0.3, 0.4, 0.5, 1.0, 0.45], atol=0.03)
+
+
+def _faint_and_bright(path, n: int = 600, n_classes: int = 3, multilabel: bool = False) -> np.ndarray:
+    """A .npz whose class c is a band in region c: strong on even rows, barely above the noise on odd rows.
+
+    Returns which images are faint; a classifier on the pixels is unsure exactly there.
+    """
+    rng = np.random.default_rng(0)
+    truth = (rng.random((n, n_classes)) < 0.5).astype(np.uint8) if multilabel else rng.integers(0, n_classes, n)
+    images = rng.integers(0, 60, (n, 12, 12), dtype=np.uint8)
+    faint = np.arange(n) % 2 == 1
+    for i in range(n):
+        for c in (np.flatnonzero(truth[i]) if multilabel else [truth[i]]):
+            images[i, c * 4:(c + 1) * 4] += np.uint8(12 if faint[i] else 150)
+    labels = truth if multilabel else truth[:, None]
+    np.savez(path, train_images=images, train_labels=labels)
+    return faint
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_hardness_gathers_the_errors_on_the_hard_images(cli, tmp_path, multilabel):
+    """Same error count per class as at hardness 0, but on the faint images; reproducible per seed."""
+    faint = _faint_and_bright(tmp_path / "f.npz", multilabel=multilabel)
+    cli("ingest", "npz", tmp_path / "f.npz", "--out", tmp_path / "clean",
+        *(["--task", "multilabel"] if multilabel else []))
+    for name, hardness in (("hard", "4"), ("hard_again", "4"), ("random", "0")):
+        cli("simulate", tmp_path / "clean", "--out", tmp_path / name, "--annotators", "HS,HS", "--noise", "0.3",
+            "--hardness", hardness)
+    hard, random = Dataset.open(tmp_path / "hard"), Dataset.open(tmp_path / "random")
+    np.testing.assert_array_equal(hard.labels, Dataset.open(tmp_path / "hard_again").labels)
+    truth = hard.ground_truth
+    for ds, faint_share in ((hard, (0.8, 1.0)), (random, (0.4, 0.6))):
+        for j in range(2):
+            wrong = ds.labels[:, j] != truth
+            errors_per_entry = wrong if multilabel else wrong[:, None]
+            assert errors_per_entry[faint].sum() / errors_per_entry.sum() == pytest.approx(
+                np.mean(faint_share), abs=np.ptp(faint_share) / 2)
+    columns = truth if multilabel else truth[:, None]
+    for c in range(columns.shape[1]):  # each class (and state) keeps its error count exactly: round(0.3 n)
+        for state in np.unique(columns[:, c]):
+            where = columns[:, c] == state
+            for j in range(2):
+                said = hard.labels[:, j] if multilabel else hard.labels[:, j][:, None]
+                assert (said[where, c] != state).sum() == round(0.3 * where.sum())
+    assert json.loads((tmp_path / "hard" / "dataset.json").read_text())["source"]["hardness"] == 4
+    bad = cli("simulate", tmp_path / "clean", "--out", tmp_path / "x", "--hardness", "-1", ok=False)
+    assert bad.exit_code == 2 and "--hardness must be 0" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_hardness_example_shows_label_only_aggregators_losing_ground(cli, tmp_path):
+    """examples/hardness_labels.py: errors gathered on the faint images leave more images with no right label."""
+    _faint_and_bright(tmp_path / "f.npz")
+    cli("ingest", "npz", tmp_path / "f.npz", "--out", tmp_path / "clean", "--val-fraction", "0.2")
+    script = Path(__file__).parents[1] / "examples" / "hardness_labels.py"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "clean"), "--annotators", "HS,HS,HS",
+                           "--noise", "0.4", "--hardness", "0", "8"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.strip("|").split("|") for line in proc.stdout.splitlines() if line.startswith("| 0.4 |")]
+    nobody = {float(r[1]): float(r[4]) for r in rows}
+    majority = {float(r[1]): float(r[2]) for r in rows}
+    assert set(nobody) == {0.0, 8.0}
+    assert nobody[8.0] > 2 * nobody[0.0] and majority[8.0] < majority[0.0]
