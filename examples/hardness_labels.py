@@ -22,19 +22,18 @@ import numpy as np
 from ltvcli.dataset import Dataset
 from ltvcli.dataset.format import as_targets
 from ltvcli.fusion.aggregators import dawid_skene, majority_vote
-from ltvcli.simulate import confusion_matrix, draw_labels, image_difficulty, parse_annotator
+from ltvcli.simulate import annotator_matrices, draw_labels, image_difficulty
 
 
-def label_accuracies(dataset: Dataset, annotators: list[str], noise: float, difficulty: np.ndarray | None,
+def label_accuracies(dataset: Dataset, annotators: list[str], noise: float, error_weight: np.ndarray | None,
                      seed: int) -> tuple[float, float, float]:
     """(majority vote, Dawid-Skene, true class said by nobody) on the training split."""
     rng = np.random.default_rng(seed)
     truth = dataset.ground_truth.astype(np.int64)
     n_classes = len(dataset.classes)
-    matrices = [confusion_matrix(kind, n_classes, level) for kind, level in map(
-        lambda entry: parse_annotator(entry, noise), annotators)]
+    matrices = annotator_matrices(annotators, dataset, noise).values()
     train = dataset.indices("train")
-    labels = np.stack([draw_labels(truth, m, rng, difficulty) for m in matrices], axis=1)[train]
+    labels = np.stack([draw_labels(truth, m, rng, error_weight) for m in matrices], axis=1)[train]
     targets, mask = as_targets(labels, False, n_classes)
     mv = majority_vote(targets, mask, multilabel=False)[0].argmax(dim=1).numpy()
     ds = dawid_skene(targets, mask, multilabel=False)[0].argmax(dim=1).numpy()
@@ -51,6 +50,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     dataset = Dataset.open(args.dataset)
+    if dataset.is_multilabel or not dataset.has_ground_truth:
+        raise SystemExit(f"{args.dataset}: expected a multi-class dataset with ground truth")
     difficulty = image_difficulty(dataset)
     print(f"annotators {args.annotators}, seed {args.seed}, training split\n")
     print("| noise | hardness | majority vote | Dawid-Skene | true class said by no annotator |")

@@ -128,17 +128,17 @@ def load_matrices(path: Path, n: int) -> dict[str, np.ndarray]:
 
 
 def draw_labels(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator,
-                difficulty: np.ndarray | None = None) -> np.ndarray:
+                error_weight: np.ndarray | None = None) -> np.ndarray:
     """Draw one label per entry of ``truth`` (class ids, -1 = unknown) from the rows of ``matrix``.
 
-    Without ``difficulty`` every entry is drawn independently. With it (same
-    shape as ``truth``: a sampling weight per entry), each true state s keeps
+    Without ``error_weight`` every entry is drawn independently. With it (same
+    shape as ``truth``, e.g. difficulty^h), each true state s keeps
     its error count, round((1 − A[s, s]) · n_s), but the wrong entries are
     sampled with probability proportional to their weight; a wrong label then
     comes from the row's off-diagonal part. The matrix still holds per class.
     """
-    if difficulty is not None:
-        return _draw_on_hard(truth, matrix, rng, difficulty)
+    if error_weight is not None:
+        return _draw_on_hard(truth, matrix, rng, error_weight)
     known = truth != MISSING
     cumulative = np.cumsum(matrix, axis=1)
     cumulative[:, -1] = 1.0
@@ -149,9 +149,9 @@ def draw_labels(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator,
 
 
 def _draw_on_hard(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generator,
-                  difficulty: np.ndarray) -> np.ndarray:
+                  error_weight: np.ndarray) -> np.ndarray:
     if truth.ndim == 2:  # multi-label: each class keeps its own error counts
-        return np.stack([_draw_on_hard(truth[:, c], matrix, rng, difficulty[:, c])
+        return np.stack([_draw_on_hard(truth[:, c], matrix, rng, error_weight[:, c])
                          for c in range(truth.shape[1])], axis=1)
     labels = truth.copy()
     for state in range(len(matrix)):
@@ -159,7 +159,7 @@ def _draw_on_hard(truth: np.ndarray, matrix: np.ndarray, rng: np.random.Generato
         n_wrong = int(round((1.0 - matrix[state, state]) * len(members)))
         if n_wrong == 0:
             continue
-        weight = difficulty[members] + 1e-12  # every entry stays possible
+        weight = error_weight[members] + 1e-12  # every entry stays possible
         wrong = rng.choice(members, size=n_wrong, replace=False, p=weight / weight.sum())
         elsewhere = matrix[state].copy()
         elsewhere[state] = 0.0
@@ -217,15 +217,15 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
     if not source.has_ground_truth:
         raise LtvError(f"{source.path}: simulated annotators need ground truth (clean labels) to corrupt")
     n = 2 if source.is_multilabel else len(source.classes)
-    named = _named_matrices(annotators if annotators is not None else list(ANNOTATOR_TYPES), source, noise)
+    named = annotator_matrices(annotators if annotators is not None else list(ANNOTATOR_TYPES), source, noise)
     if matrices is not None:
         named.update(load_matrices(matrices, n))
     if not named:
         raise LtvError("no annotators: give --annotators and/or --matrices")
     rng = np.random.default_rng(seed)
     truth = source.ground_truth.astype(np.int64)
-    difficulty = image_difficulty(source) ** hardness if hardness > 0 else None
-    labels = np.stack([draw_labels(truth, m, rng, difficulty) for m in named.values()], axis=1)
+    error_weight = image_difficulty(source) ** hardness if hardness > 0 else None
+    labels = np.stack([draw_labels(truth, m, rng, error_weight) for m in named.values()], axis=1)
     labels = labels.astype(np.int8 if source.is_multilabel else np.int16)
     for j, name in enumerate(named):
         valid = labels[:, j] != MISSING
@@ -240,7 +240,7 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
     return build_dataset(spec, out, size=source.image_size, channels=source.channels)
 
 
-def _named_matrices(kinds: list[str], source: Dataset, noise: float) -> dict[str, np.ndarray]:
+def annotator_matrices(kinds: list[str], source: Dataset, noise: float) -> dict[str, np.ndarray]:
     """One matrix per ``TYPE`` or ``TYPE:LEVEL`` entry, named by type (``HS``, ``HS_2``, ...)."""
     named: dict[str, np.ndarray] = {}
     for entry in kinds:
