@@ -121,7 +121,7 @@ def train_all(plan: Plan, work: Path, common: list[str], jobs: int) -> None:
         folder = work / "runs" / run.key
         shutil.rmtree(folder, ignore_errors=True)  # an interrupted run starts again
         ltv("train", work / "data" / run.dataset, *run.options, *common, "--seed", run.seed, "--out", folder,
-            "--device", "cpu", threads=threads)
+            threads=threads)
         (work / "runs" / f"{run.key}.done").touch()
         print(f"trained {run.key}", flush=True)
 
@@ -177,7 +177,7 @@ def mean_sd(values: list[float | None]) -> str:
 
 def training_options(args) -> list[str]:
     """The ``ltv train`` options every run of an experiment shares."""
-    return ["--arch", args.arch, "--epochs", str(args.epochs), "--lr", str(args.lr),
+    return ["--arch", args.arch, "--device", args.device, "--epochs", str(args.epochs), "--lr", str(args.lr),
             "--batch-size", str(args.batch_size)]
 
 
@@ -189,6 +189,7 @@ def add_training_arguments(parser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--arch", default="tiny")
+    parser.add_argument("--device", default="cpu", help="`ltv train --device` (cpu, cuda, auto)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=2, help="Trainings at a time")
