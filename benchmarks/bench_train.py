@@ -45,7 +45,7 @@ from ltvcli.fusion import LearningToVote, make_method
 from ltvcli.fusion.base import Batch, FusionMethod, masked_bce
 from ltvcli.models import build_model
 from ltvcli.train.config import TrainConfig
-from ltvcli.train.data import resolve_device
+from ltvcli.runtime.device import resolve_device
 from ltvcli.train.distributed import unwrap
 from ltvcli.train.loop import Trainer, deterministic, train_step
 

@@ -16,9 +16,9 @@ from ltvcli.train.data import (
     epoch_batches,
     images_to_device,
     ordered_batches,
-    resolve_device,
     shard,
 )
+from ltvcli.runtime.device import resolve_device
 
 CPU = torch.device("cpu")
 
@@ -91,7 +91,7 @@ def test_device_labels_gather_the_rows_of_a_batch(tmp_path):
 def test_device_choice(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == CPU and resolve_device("cpu") == CPU
-    with pytest.raises(LtvError, match="--device cuda: no CUDA device"):
+    with pytest.raises(LtvError, match="device cuda: no CUDA device"):
         resolve_device("cuda")
-    with pytest.raises(LtvError, match="expected auto, cuda or cpu"):
+    with pytest.raises(LtvError, match="expected one of auto, cuda, cpu"):
         resolve_device("tpu")

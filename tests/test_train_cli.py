@@ -264,3 +264,13 @@ def test_pretrained_weights_initialise_the_backbone(cli, tmp_path, data):
     assert torch.allclose(model["last.1.conv2.weight"], weights["layer4.1.conv2.weight"], atol=1e-6)
     message = _fails(cli, *args, "--out", tmp_path / "run2", "--pretrained", tmp_path / "missing.pt")
     assert "missing.pt: --pretrained file not found" in message
+
+
+def test_a_python_parameter_error_is_shown_as_its_flag(cli, tmp_path, data, monkeypatch):
+    """The core names the parameter (``device``); the CLI prints the flag that sets it (``--device``)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = cli("train", data.path, "--out", tmp_path / "run", *TRAIN_FAST[:-1], "cuda", ok=False)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: --device cuda: no CUDA device is available here "
+                                                  "(use cpu or auto)"]
+    assert not (tmp_path / "run").exists()

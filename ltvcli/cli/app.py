@@ -8,13 +8,15 @@ stderr and exit status 2; Ctrl-C becomes a one-line note and status 130.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable
 
 import typer
+from typer.models import ArgumentInfo, OptionInfo
 
 from ltvcli import __version__
 from ltvcli.console import set_verbosity
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 
 app = typer.Typer(
     name="ltv",
@@ -51,7 +53,7 @@ def command(group: typer.Typer, name: str | None = None, **kwargs) -> Callable:
             try:
                 return fn(*args, **kw)
             except LtvError as exc:
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(f"error: {_cli_message(exc, fn)}", err=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 typer.echo("interrupted; nothing half-written was left: re-run the command to resume "
@@ -61,3 +63,22 @@ def command(group: typer.Typer, name: str | None = None, **kwargs) -> Callable:
         return group.command(name, **kwargs)(wrapper)
 
     return decorate
+
+
+def _cli_message(exc: LtvError, fn: Callable) -> str:
+    """The error as a command-line user sees it: a Python parameter name becomes the flag that sets it.
+
+    The command function's parameters are the Python API's names, and their
+    Typer defaults carry the flags, so the mapping is read off the function.
+    """
+    if not isinstance(exc, OptionError):
+        return str(exc)
+    parameter = inspect.signature(fn).parameters.get(exc.parameter)
+    if parameter is None:
+        return str(exc)
+    info = parameter.default
+    if isinstance(info, ArgumentInfo):
+        return f"{exc.parameter.upper()} {exc.problem}"
+    decls = [d for d in (info.param_decls or ()) if d.startswith("--")] if isinstance(info, OptionInfo) else []
+    flag = max(decls, key=len) if decls else "--" + exc.parameter.replace("_", "-")
+    return f"{flag} {exc.problem}"

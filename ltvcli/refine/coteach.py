@@ -63,7 +63,8 @@ from ltvcli.refine.targets import (
     group_count,
     training_targets,
 )
-from ltvcli.train.data import ImageLoader, autocast, epoch_batches, images_to_device, ordered_batches, resolve_device
+from ltvcli.runtime.device import autocast, resolve_device
+from ltvcli.train.data import ImageLoader, epoch_batches, images_to_device, ordered_batches
 
 #: Forward passes with MC dropout on the GAP feature for BALD (per network).
 MC_SAMPLES = 10

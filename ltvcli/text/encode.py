@@ -38,7 +38,7 @@ from ltvcli.console import log, track, warn
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.text.store import save_text_embeddings
-from ltvcli.train.data import resolve_device
+from ltvcli.runtime.device import resolve_device
 
 POOLINGS = ("cls", "mean")
 PARTIAL_DIR = "text_embeddings.partial"

@@ -22,7 +22,6 @@ single-process batch.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,26 +34,9 @@ from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.fusion.base import Batch
 
+
 #: A batch needs at least this many samples on each rank: BatchNorm cannot normalise a single sample.
 MIN_SHARD = 2
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error, not a silent fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LtvError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    if name not in ("cuda", "cpu"):
-        raise LtvError(f"--device {name!r}: expected auto, cuda or cpu")
-    return torch.device(name)
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on GPUs that support it; full precision elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[np.ndarray]:

@@ -24,7 +24,8 @@ from ltvcli.atomic import atomic_path, write_csv
 from ltvcli.console import track
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
-from ltvcli.train.data import DeviceLabels, ImageLoader, autocast, ordered_batches, resolve_device
+from ltvcli.runtime.device import autocast, resolve_device
+from ltvcli.train.data import DeviceLabels, ImageLoader, ordered_batches
 from ltvcli.train.loop import build_method
 from ltvcli.train.predict import open_run, run_text_embeddings
 from ltvcli.train.run import check_compatible

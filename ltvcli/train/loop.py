@@ -44,7 +44,8 @@ from ltvcli.models import build_model
 from ltvcli.text import load_text_embeddings, read_text_embedding_meta
 from ltvcli.train import distributed
 from ltvcli.train.config import TrainConfig
-from ltvcli.train.data import MIN_SHARD, DeviceLabels, ImageLoader, autocast, epoch_batches, resolve_device, shard
+from ltvcli.runtime.device import autocast, resolve_device
+from ltvcli.train.data import MIN_SHARD, DeviceLabels, ImageLoader, epoch_batches, shard
 from ltvcli.train.predict import probabilities
 from ltvcli.train.run import RunFolder, dataset_fingerprint
 
