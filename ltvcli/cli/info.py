@@ -33,6 +33,8 @@ def info(
 def print_summary(summary: dict, split: str = "train") -> None:
     """The tables of ``ltv info`` for a :func:`~ltvcli.dataset.summarize` dict (``ltv demo`` prints them too)."""
     _print_overview(summary)
+    if "ground_truth_counts" in summary:
+        _print_ground_truth(summary)
     if split in summary["label_counts"]:
         _print_label_sets(summary, split)
     if "labellers" in summary:
@@ -40,8 +42,9 @@ def print_summary(summary: dict, split: str = "train") -> None:
 
 
 def _print_overview(summary: dict) -> None:
-    table = Table(title=f"{summary['path']}: {summary['n_images']} images, {summary['task']}, "
-                        f"{summary['image_size']}px x {summary['channels']} channel(s)")
+    pixels = (f"{summary['image_size']}px x {summary['channels']} channel(s)" if summary["has_images"]
+              else "label-only (no images)")
+    table = Table(title=f"{summary['path']}: {summary['n_images']} images, {summary['task']}, {pixels}")
     table.add_column("split")
     table.add_column("images", justify="right")
     for split, count in summary["splits"].items():
@@ -51,6 +54,18 @@ def _print_overview(summary: dict) -> None:
     if summary["has_ground_truth"]:
         for split, count in summary["ground_truth"].items():
             table.add_row(f"ground truth, {split}", str(count))
+    stdout.print(table)
+
+
+def _print_ground_truth(summary: dict) -> None:
+    counts = summary["ground_truth_counts"]
+    table = Table(title="ground truth per split: positive / negative")
+    table.add_column("class")
+    for split in counts:
+        table.add_column(split, justify="right")
+    for cls in summary["classes"]:
+        cells = [f"{counts[s][cls]['positive']}/{counts[s][cls]['negative']}" for s in counts]
+        table.add_row(short_name(cls), *cells)
     stdout.print(table)
 
 

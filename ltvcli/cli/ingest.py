@@ -9,12 +9,16 @@ import typer
 
 from ltvcli.cli.app import command, ingest_app
 from ltvcli.console import log
+from ltvcli.errors import LtvError
 
 OUT = typer.Option(..., "--out", help="Dataset folder to write (replaced only when the new one is complete).")
 SIZE = typer.Option(256, "--size", help="Side of the square cache images, in pixels.")
 WORKERS = typer.Option(None, "--workers", help="Decoding processes (default: min(8, CPU count); 0 = this process).")
 STRICT = typer.Option(False, "--strict", help="Stop at the first unreadable image (default: list it in "
                                               "skipped.csv and go on).")
+NO_IMAGES = typer.Option(False, "--no-images", help="Ingest the labels only: no image is read, the dataset has no "
+                                                    "image cache; `ltv info` works, commands that need pixels "
+                                                    "refuse it.")
 
 
 def _names(text: str) -> list[str]:
@@ -26,13 +30,27 @@ def _done(dataset) -> None:
     log(f"run `ltv info {dataset.path}` to see the counts")
 
 
+def _image_root(images: Optional[Path], no_images: bool) -> Optional[Path]:
+    """The image folder, or None for a label-only ingest; exactly one of --images / --no-images must be given.
+
+    Leaving the images out is a choice the user states, so a forgotten
+    --images never yields a dataset that cannot train.
+    """
+    if images is not None and no_images:
+        raise LtvError("--images and --no-images exclude each other; give one of them")
+    if images is None and not no_images:
+        raise LtvError("--images DIR is required (or --no-images to ingest the labels only)")
+    return images
+
+
 @command(ingest_app, "mimic")
 def mimic(
     metadata: Path = typer.Option(..., help="mimic-cxr-2.0.0-metadata.csv[.gz]"),
     split: Path = typer.Option(..., help="mimic-cxr-2.0.0-split.csv[.gz] (the official split)"),
     negbio: Path = typer.Option(..., help="mimic-cxr-2.0.0-negbio.csv[.gz]"),
     chexpert: Path = typer.Option(..., help="mimic-cxr-2.0.0-chexpert.csv[.gz]"),
-    images: Path = typer.Option(..., help="Root holding files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg|.dcm"),
+    images: Optional[Path] = typer.Option(None, help="Root holding files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg|.dcm"),
+    no_images: bool = NO_IMAGES,
     out: Path = OUT,
     size: int = SIZE,
     views: str = typer.Option("PA,AP", help="ViewPosition values to keep, comma-separated, or 'all'."),
@@ -52,7 +70,8 @@ def mimic(
     """MIMIC-CXR / MIMIC-CXR-JPG: NegBio and CheXpert label sets per uncertainty policy, official split."""
     from ltvcli.ingest.mimic import ingest_mimic
 
-    dataset = ingest_mimic(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert, images=images, out=out,
+    dataset = ingest_mimic(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert,
+                           images=_image_root(images, no_images), out=out,
                            size=size, views=_names(views), uncertain=_names(uncertain), blank=blank,
                            ground_truth=ground_truth, reports=reports, image_format=image_format, workers=workers,
                            strict=strict, missing_labels=missing_labels)
@@ -63,7 +82,8 @@ def mimic(
 def openi(
     reports: Path = typer.Option(..., help="Folder of NLM report XMLs (ecgen-radiology/) or the Kaggle "
                                            "indiana_reports.csv."),
-    images: Path = typer.Option(..., help="Folder of the PNG images (NLMCXR_png/ or images_normalized/)."),
+    images: Optional[Path] = typer.Option(None, help="Folder of the PNG images (NLMCXR_png/ or images_normalized/)."),
+    no_images: bool = NO_IMAGES,
     out: Path = OUT,
     projections: Optional[Path] = typer.Option(None, help="Kaggle indiana_projections.csv, or for the XML layout a "
                                                           "CSV with an image id and a projection/view/ViewPosition "
@@ -79,26 +99,39 @@ def openi(
     """OpenI / Indiana University CXR (NLM XML or Kaggle CSV layout): a hand-labelled test set, split `test`."""
     from ltvcli.ingest.openi import ingest_openi
 
-    dataset = ingest_openi(reports=reports, images=images, out=out, projections=projections, views=_names(views),
+    dataset = ingest_openi(reports=reports, images=_image_root(images, no_images), out=out, projections=projections, views=_names(views),
                            ground_truth=ground_truth, size=size, workers=workers, strict=strict)
     _done(dataset)
 
 
 @command(ingest_app, "table")
 def table(
-    labels: Path = typer.Argument(..., help="Label table, CSV(.gz) or Parquet: wide (image, <set> or <set>:<class> "
-                                            "columns) or long (image, labeller, label | finding, value)."),
-    images: Path = typer.Option(..., help="Folder the table's image paths are relative to."),
+    labels: Path = typer.Argument(..., help="Label table, CSV(.gz) or Parquet: wide (image, declared label columns, "
+                                            "<set>:<class> columns) or long (image, labeller, label | finding, "
+                                            "value)."),
+    images: Optional[Path] = typer.Option(None, help="Folder the table's image paths are relative to."),
+    no_images: bool = NO_IMAGES,
     out: Path = OUT,
+    labeller: list[str] = typer.Option([], "--labeller", metavar="COLUMN[=NAME]",
+                                       help="A wide table's label column (repeat for each); the cell is a class, "
+                                            "or classes joined by | (A|B). <set>:<class> columns need no "
+                                            "declaration; SET=NAME renames their label set."),
+    ignore: list[str] = typer.Option([], "--ignore", metavar="COLUMN", help="A column to leave out (repeat); "
+                                     "any column neither declared nor ignored is an error."),
+    group: Optional[str] = typer.Option(None, "--group", metavar="COLUMN", help="Column of patient (group) ids: "
+                                        "the random split keeps each group in one split. Used, never stored."),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="Trusted labels: image,label or "
                                                 "image,finding,value or image,<class>,..."),
     task: str = typer.Option("auto", help="auto (from the columns), multilabel or multiclass."),
     classes: Optional[str] = typer.Option(None, help="Class names in order, comma-separated (default: from the "
                                                      "file)."),
+    uncertain: str = typer.Option("u0,u1", help="Uncertainty policies for labellers with -1/hedge/uncertain "
+                                                "cells, one label set per policy: u0, u1, ignore (U-Zeros, U-Ones)."),
     channels: int = typer.Option(1, help="1 (grayscale) or 3 (RGB)."),
     size: int = SIZE,
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of images drawn for validate when the "
-                                                                   "table has no split column."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of images (of groups with --group) "
+                                                                   "drawn for validate when the table has no "
+                                                                   "split column."),
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share drawn for test (no split column)."),
     seed: int = typer.Option(0, help="Seed of the random split."),
     workers: Optional[int] = WORKERS,
@@ -107,8 +140,9 @@ def table(
     """Your own labellers' labels from a wide or long table, images from a folder."""
     from ltvcli.ingest.table import ingest_table
 
-    dataset = ingest_table(labels, images=images, out=out, ground_truth=ground_truth, task=task,
-                           classes=_names(classes) if classes else None, channels=channels, size=size,
+    dataset = ingest_table(labels, images=_image_root(images, no_images), out=out, ground_truth=ground_truth,
+                           task=task, classes=_names(classes) if classes else None, labeller=labeller,
+                           ignore=ignore, group=group, uncertain=_names(uncertain), channels=channels, size=size,
                            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, workers=workers,
                            strict=strict)
     _done(dataset)
@@ -122,11 +156,12 @@ def cifar10(
                                                                    "validate."),
     seed: int = typer.Option(0, help="Seed of the validate hold-out."),
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each batch (quick runs)."),
+    no_images: bool = NO_IMAGES,
 ) -> None:
     """CIFAR-10 python batches: 32x32 RGB, clean labels as ground truth, no label sets yet."""
     from ltvcli.ingest.cifar10 import ingest_cifar10
 
-    _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit))
+    _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit, no_images=no_images))
 
 
 @command(ingest_app, "npz")
@@ -141,9 +176,10 @@ def npz(
                                      "file's val split, or 0.2 of train without one)."),
     seed: int = typer.Option(0, help="Seed of the validate hold-out."),
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each split (quick runs)."),
+    no_images: bool = NO_IMAGES,
 ) -> None:
     """Images and clean labels as numpy arrays (MedMNIST layout): ground truth, no label sets yet."""
     from ltvcli.ingest.npz import ingest_npz
 
     _done(ingest_npz(path=path, out=out, task=task, classes=_names(classes) or None, val_fraction=val_fraction,
-                     seed=seed, limit=limit))
+                     seed=seed, limit=limit, no_images=no_images))
