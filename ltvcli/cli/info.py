@@ -69,7 +69,14 @@ def _print_ground_truth(summary: dict) -> None:
     stdout.print(table)
 
 
+#: With more label sets (or labellers) than this, the tables turn: one row per label set, one column per class.
+MAX_COLUMNS = 4
+
+
 def _print_label_sets(summary: dict, split: str) -> None:
+    if len(summary["label_sets"]) > MAX_COLUMNS:
+        _print_label_sets_by_row(summary, split)
+        return
     counts = summary["label_counts"][split]
     table = Table(title=f"label sets, {split} split: positive / negative / missing; disagreement")
     table.add_column("class")
@@ -83,7 +90,32 @@ def _print_label_sets(summary: dict, split: str) -> None:
     stdout.print(table)
 
 
+def _print_label_sets_by_row(summary: dict, split: str) -> None:
+    """Many label sets (each radiologist of a reader study): rows, and only the classes someone labelled."""
+    counts = summary["label_counts"][split]
+    labelled = {name: {cls: c["positive"] + c["negative"] for cls, c in counts[name].items()} for name in counts}
+    names = [name for name in summary["label_sets"] if any(labelled[name].values())]
+    if not names:
+        return
+    classes = [cls for cls in summary["classes"] if any(labelled[name][cls] for name in names)]
+    idle = len(summary["label_sets"]) - len(names)
+    table = Table(title=f"label sets, {split} split: positive / negative"
+                        + (f" ({idle} label set(s) with no label here left out)" if idle else ""))
+    table.add_column("label set", no_wrap=True)
+    for cls in classes:
+        table.add_column(short_name(cls), justify="right")
+    for name in names:
+        table.add_row(name, *[f"{counts[name][cls]['positive']}/{counts[name][cls]['negative']}"
+                              if labelled[name][cls] else "-" for cls in classes])
+    rates = summary["disagreement"][split]
+    table.add_row("disagree", *["-" if rates[cls] is None else f"{rates[cls]:.1%}" for cls in classes])
+    stdout.print(table)
+
+
 def _print_labellers(summary: dict, split: str) -> None:
+    if len(summary["labellers"]) > MAX_COLUMNS:
+        _print_labellers_by_row(summary, split)
+        return
     table = Table(title=f"raw labeller output, {split} split (the paper's Table 1): positive, uncertain, u/p")
     table.add_column("finding")
     for labeller in summary["labellers"]:
@@ -98,4 +130,24 @@ def _print_labellers(summary: dict, split: str) -> None:
             else:
                 row += [str(c["positive"]), str(c["uncertain"]), "-" if c["u_p_ratio"] is None else f"{c['u_p_ratio']:.3f}"]
         table.add_row(*row)
+    stdout.print(table)
+
+
+def _print_labellers_by_row(summary: dict, split: str) -> None:
+    """Many labellers: one row each, cells positive / uncertain, only labellers and classes with labels here."""
+    per_labeller = {name: per_split[split] for name, per_split in summary["labellers"].items() if split in per_split}
+    said = {name: {cls: c["positive"] + c["negative"] + c["uncertain"] for cls, c in counts.items()}
+            for name, counts in per_labeller.items()}
+    names = [name for name in per_labeller if any(said[name].values())]
+    if not names:
+        return
+    classes = [cls for cls in summary["classes"] if any(said[name][cls] for name in names)]
+    table = Table(title=f"raw labeller output, {split} split (the paper's Table 1): positive / uncertain")
+    table.add_column("labeller", no_wrap=True)
+    for cls in classes:
+        table.add_column(short_name(cls), justify="right")
+    for name in names:
+        counts = per_labeller[name]
+        table.add_row(name, *[f"{counts[cls]['positive']}/{counts[cls]['uncertain']}" if said[name][cls] else "-"
+                              for cls in classes])
     stdout.print(table)

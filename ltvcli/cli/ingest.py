@@ -104,6 +104,47 @@ def openi(
     _done(dataset)
 
 
+@command(ingest_app, "nih")
+def nih(
+    out: Path = OUT,
+    images: Optional[Path] = typer.Option(None, help="Folder holding the PNGs, at any depth (NIH's "
+                                                     "images_001/images/ ... images_012/images/)."),
+    no_images: bool = NO_IMAGES,
+    data_entry: Optional[Path] = typer.Option(None, "--data-entry", help="NIH's Data_Entry_2017*.csv: every image, "
+                                              "its patient and NIH's NLP labels (label set nih). Without it, the "
+                                              "images of the Google files."),
+    train_val_list: Optional[Path] = typer.Option(None, "--train-val-list", help="train_val_list.txt (official "
+                                                  "split; with --test-list)."),
+    test_list: Optional[Path] = typer.Option(None, "--test-list", help="test_list.txt (official split)."),
+    readers: list[Path] = typer.Option([], "--readers", help="Google's individual reads (individual_readers.csv, "
+                                       "all_findings/test_individual_readers.csv); repeat for several files."),
+    ground_truth: list[Path] = typer.Option([], "--ground-truth", help="Google's adjudicated labels (test_labels.csv, "
+                                            "validation_labels.csv, all_findings/test_labels.csv); repeatable."),
+    reader_sets: str = typer.Option("reader", "--reader-sets", help="reader: one labeller per radiologist; "
+                                    "position: the four-findings reads pooled as read1, read2, read3."),
+    uncertain: str = typer.Option("u0,u1", help="Policies for HEDGE reads, one label set per policy for readers who "
+                                                "hedged: u0, u1, ignore (U-Zeros, U-Ones)."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the patients without expert labels "
+                                                                   "held out as validate (of the official train_val "
+                                                                   "patients with the lists)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of those patients drawn for test "
+                                                                     "(without the official lists)."),
+    seed: int = typer.Option(0, help="Seed of the patient draws."),
+    size: int = SIZE,
+    workers: Optional[int] = WORKERS,
+    strict: bool = STRICT,
+) -> None:
+    """NIH ChestX-ray14: NIH's NLP labels, Google's radiologists as labellers, their adjudication as ground truth."""
+    from ltvcli.ingest.nih import ingest_nih
+
+    dataset = ingest_nih(out=out, images=_image_root(images, no_images), data_entry=data_entry,
+                         train_val_list=train_val_list, test_list=test_list, readers=readers,
+                         ground_truth=ground_truth, reader_sets=reader_sets, uncertain=_names(uncertain),
+                         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, size=size,
+                         workers=workers, strict=strict)
+    _done(dataset)
+
+
 @command(ingest_app, "table")
 def table(
     labels: Path = typer.Argument(..., help="Label table, CSV(.gz) or Parquet: wide (image, declared label columns, "
