@@ -445,3 +445,22 @@ def write_nih(root: Path, *, trailing_comma: bool = False) -> NihFiles:
                     readers=four / "individual_readers.csv", test_labels=four / "test_labels.csv",
                     validation_labels=four / "validation_labels.csv", all_readers=every / "test_individual_readers.csv",
                     all_labels=every / "test_labels.csv", images=root / "images")
+
+
+# ----------------------------------------------------------------------------- CheXpert
+
+
+CHEXPERT_ORDER = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
+                  "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
+                  "Fracture", "Support Devices"]
+CHEXPERT_HEADER = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_ORDER]
+
+
+def chexpert_rows(part: str, images: list[tuple[str, str, str, dict]], root: str = "CheXpert-v1.0-small") -> list:
+    """Rows in CheXpert's layout: (patient/study/view file, Frontal/Lateral, AP/PA, {finding: cell})."""
+    return [[f"{root}/{part}/{name}", "Female", "61", frontal, ap_pa, *[cells.get(f, "") for f in CHEXPERT_ORDER]]
+            for name, frontal, ap_pa, cells in images]
+
+
+def write_chexpert_csv(path: Path, rows: list, header: list[str] = CHEXPERT_HEADER) -> Path:
+    return write_csv(path, pd.DataFrame(rows, columns=header))

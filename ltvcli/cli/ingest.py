@@ -145,6 +145,40 @@ def nih(
     _done(dataset)
 
 
+@command(ingest_app, "chexpert")
+def chexpert(
+    out: Path = OUT,
+    images: Optional[Path] = typer.Option(None, help="Folder the CSVs' Path column is relative to (the one holding "
+                                                     "CheXpert-v1.0-small/), or the release folder itself."),
+    no_images: bool = NO_IMAGES,
+    train: Optional[Path] = typer.Option(None, help="train.csv: the CheXpert labeller (label sets chexpert_u0, "
+                                                    "chexpert_u1); its images are split train / validate."),
+    ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="valid.csv: the radiologists' consensus, "
+                                                "the ground truth; its images are split test."),
+    readers: list[str] = typer.Option([], "--readers", metavar="[NAME=]FILE", help="A radiologist's CSV in the same "
+                                      "layout, one label set each (named after the file); repeat for each."),
+    views: str = typer.Option("PA,AP,Frontal", help="Views to keep (AP/PA of frontal images, else Frontal/Lateral), "
+                                                    "comma-separated, or 'all'."),
+    uncertain: str = typer.Option("u0,u1", help="Uncertainty policies, one label set each: u0 (U-Zeros), u1 "
+                                                "(U-Ones), ignore (U-Ignore)."),
+    blank: str = typer.Option("0", help="What the labeller's blank (not mentioned) becomes: 0, 1 or ignore."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of train.csv's patients held out as "
+                                                                   "validate."),
+    seed: int = typer.Option(0, help="Seed of the validate hold-out."),
+    size: int = SIZE,
+    workers: Optional[int] = WORKERS,
+    strict: bool = STRICT,
+) -> None:
+    """CheXpert: the labeller's train.csv as U-Zeros / U-Ones label sets, valid.csv as ground truth, reader CSVs."""
+    from ltvcli.ingest.chexpert import ingest_chexpert
+
+    dataset = ingest_chexpert(out=out, images=_image_root(images, no_images), train=train,
+                              ground_truth=ground_truth, readers=readers, views=_names(views),
+                              uncertain=_names(uncertain), blank=blank, val_fraction=val_fraction, seed=seed,
+                              size=size, workers=workers, strict=strict)
+    _done(dataset)
+
+
 @command(ingest_app, "table")
 def table(
     labels: Path = typer.Argument(..., help="Label table, CSV(.gz) or Parquet: wide (image, declared label columns, "

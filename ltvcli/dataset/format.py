@@ -38,8 +38,10 @@ SPLITS = ("train", "validate", "test")
 
 #: Value of a label-set entry with no label (blank with policy "ignore", or not labelled at all).
 MISSING = -1
-#: Raw labeller codes stored in raw_labels.npy (the MIMIC CSV convention, plus a code for blank).
-RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK = 1, 0, -1, -2
+#: Raw labeller codes stored in raw_labels.npy: the MIMIC CSV convention, a code for blank (an NLP labeller
+#: did not mention the finding; the blank policy decides) and one for "not labelled" (a reader who did not
+#: read the image, a finding the file has no column for; always missing).
+RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK, RAW_MISSING = 1, 0, -1, -2, -3
 
 MANIFEST_COLUMNS = ("image_id", "study_id", "subject_id", "split", "view", "source", "report")
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from typing import Sequence
 
-from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, LabelSet
+from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, LabelSet
 from ltvcli.errors import OptionError
 
 UNCERTAIN_POLICIES = ("u0", "u1", "ignore")
@@ -43,7 +43,7 @@ def check_policies(uncertain: list[str], blank: str) -> None:
 
 
 def apply_policy(raw: np.ndarray, uncertain: str, blank: str = "0") -> np.ndarray:
-    """Map raw codes ([..., C] int8) to label-set values 1 / 0 / MISSING."""
+    """Map raw codes ([..., C] int8) to label-set values 1 / 0 / MISSING (RAW_MISSING is always MISSING)."""
     check_policies([uncertain], blank)
     out = np.full(raw.shape, MISSING, dtype=np.int8)
     out[raw == RAW_POSITIVE] = 1
@@ -103,22 +103,30 @@ READER_VALUES = "1, 0, -1, yes, no, hedge, uncertain or blank"
 
 
 def parse_reader_value(text: str) -> int | None:
-    """A reader's cell: the numeric codes of :func:`parse_raw_value` or yes / no / hedge / uncertain (any case)."""
+    """A reader's cell: 1 / 0 / -1 (``.0`` or not) or yes / no / hedge / uncertain (any case); blank = not labelled.
+
+    Unlike an NLP labeller's blank ("not mentioned", which a blank policy may
+    read as negative), a reader's blank cell means the finding was not read:
+    RAW_MISSING.
+    """
     word = READER_WORDS.get(text.strip().lower())
-    return word if word is not None else parse_raw_value(text)
+    if word is not None:
+        return word
+    return parse_label_cell(text, {1.0: RAW_POSITIVE, 0.0: RAW_NEGATIVE, -1.0: RAW_UNCERTAIN}, RAW_MISSING)
 
 
 TRUTH_VALUES = "1, 0, yes, no or blank"
 
 
-def parse_truth_value(text: str) -> int | None:
-    """A trusted label cell: 1 / 0 / yes / no (any case) -> 1 / 0, blank -> MISSING; uncertain is refused (None).
+def parse_truth_code(text: str) -> int | None:
+    """A trusted label cell (1 / 0 / yes / no, any case, or blank) as a raw code; uncertain is refused (None).
 
     Ground truth cannot be uncertain: an image nobody could decide is simply
-    not labelled (blank).
+    not labelled (blank, RAW_MISSING). :func:`raw_to_truth` turns the codes
+    into ground-truth values.
     """
     code = parse_reader_value(text)
-    return {RAW_POSITIVE: 1, RAW_NEGATIVE: 0, RAW_BLANK: MISSING}.get(code)
+    return None if code == RAW_UNCERTAIN else code
 
 
 def raw_to_truth(raw: np.ndarray) -> np.ndarray:

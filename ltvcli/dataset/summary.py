@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, SPLITS, Dataset
+from ltvcli.dataset.format import (MISSING, RAW_BLANK, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, SPLITS,
+                                   Dataset)
 
 
 def summarize(dataset: Dataset) -> dict:
@@ -99,7 +100,7 @@ def _disagreement(dataset: Dataset, targets: np.ndarray, mask: np.ndarray) -> di
 
 
 def _raw_counts(dataset: Dataset) -> dict:
-    """Per labeller, split and finding: raw positive, negative, uncertain and blank counts."""
+    """Per labeller, split and finding: raw positive, negative, uncertain, blank and not-labelled counts."""
     raw = dataset.raw_labels
     result = {}
     for j, labeller in enumerate(dataset.labellers):
@@ -117,6 +118,7 @@ def _raw_counts(dataset: Dataset) -> dict:
                     "negative": int((codes == RAW_NEGATIVE).sum()),
                     "uncertain": unc,
                     "blank": int((codes == RAW_BLANK).sum()),
+                    "not_labelled": int((codes == RAW_MISSING).sum()),
                     "u_p_ratio": round(unc / pos, 3) if pos else None,
                 }
             per_split[split] = per_class

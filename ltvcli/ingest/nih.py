@@ -32,9 +32,9 @@ import pandas as pd
 
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
-from ltvcli.dataset.format import RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN
+from ltvcli.dataset.format import RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN
 from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_from_raw, parse_reader_value,
-                                      parse_truth_value, raw_to_truth, uncertainty_policies)
+                                      parse_truth_code, raw_to_truth, uncertainty_policies)
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio
@@ -79,7 +79,7 @@ READER_SETS = ("reader", "position")
 NLP_LABELLER = "nih"
 
 #: Raw codes by precedence when several columns name one finding (Mass and Nodule -> Lung Lesion).
-_PRECEDENCE = {RAW_BLANK: 0, RAW_NEGATIVE: 1, RAW_UNCERTAIN: 2, RAW_POSITIVE: 3}
+_PRECEDENCE = {RAW_MISSING: 0, RAW_NEGATIVE: 1, RAW_UNCERTAIN: 2, RAW_POSITIVE: 3}  # readers never leave "blank"
 
 
 @dataclass
@@ -146,7 +146,7 @@ def nih_spec(*, images: Path | None, data_entry: Path | None = None, train_val_l
         labellers.append(name)
         raws.append(codes)
     raw = np.stack(raws, axis=1) if raws else np.zeros((len(ids), 0, len(FINDINGS)), dtype=np.int8)
-    label_sets, labels = label_sets_from_raw(labellers, raw, uncertain, "ignore", collapse_certain=True)
+    label_sets, labels = label_sets_from_raw(labellers, raw, uncertain, collapse_certain=True)
     truth = _ground_truth(truth_files, ids) if truth_files else None
     split = _splits(table, truth_files + reader_files, train_val_list, test_list, val_fraction, test_fraction, seed)
     manifest = pd.DataFrame({"image_id": ids, "subject_id": table[PATIENT].tolist(), "split": split,
@@ -231,13 +231,13 @@ def _nlp_codes(finding_labels: pd.Series) -> np.ndarray:
     """NIH's NLP labels as raw codes [N, 14]: listed findings positive, the rest of its vocabulary negative.
 
     Findings NIH's vocabulary has no word for (Fracture, Support Devices,
-    Enlarged Cardiomediastinum) are blank, i.e. missing; an image without a
-    Finding Labels row is blank throughout.
+    Enlarged Cardiomediastinum) are not labelled (missing); so is every
+    finding of an image without a Finding Labels row.
     """
     covered = sorted({FINDINGS.index(NIH_COLUMNS[name][0]) for name in NIH_LABELS if NIH_COLUMNS[name][0]})
     patterns: dict[str, np.ndarray] = {}
     for text in finding_labels.unique():  # a few hundred combinations among 112,120 images
-        codes = np.full(len(FINDINGS), RAW_BLANK, dtype=np.int8)
+        codes = np.full(len(FINDINGS), RAW_MISSING, dtype=np.int8)
         if text:
             codes[covered] = RAW_NEGATIVE
             for name in _nlp_words(text):
@@ -250,13 +250,13 @@ def _nlp_codes(finding_labels: pd.Series) -> np.ndarray:
 def _finding_codes(google: GoogleFile, parse, expected: str) -> np.ndarray:
     """Each row's cells as raw codes over ltv's 14 findings; several columns of one finding combine.
 
-    A finding no column covers stays blank; a positive wins over uncertain,
+    A finding no column covers is not labelled; a positive wins over uncertain,
     uncertain over negative (Mass or Nodule present -> Lung Lesion present).
     """
     frame = google.frame
     columns = [c for c in frame.columns if c in NIH_COLUMNS and NIH_COLUMNS[c][0] is not None]
     parsed = csvio.parse_cells(frame, columns, parse, expected, google.path)
-    out = np.full((len(frame), len(FINDINGS)), RAW_BLANK, dtype=np.int8)
+    out = np.full((len(frame), len(FINDINGS)), RAW_MISSING, dtype=np.int8)
     rank = np.vectorize(_PRECEDENCE.get)
     for j, column in enumerate(columns):
         finding, inverted = NIH_COLUMNS[column]
@@ -287,19 +287,19 @@ def _reader_codes(files: list[GoogleFile], ids: list[str], reader_sets: str) -> 
             reads["labeller"] = "reader" + reads["reader"]
         parts.append((reads, codes))
     labellers = list(dict.fromkeys(name for reads, _ in parts for name in reads["labeller"]))
-    out = {name: np.full((len(ids), len(FINDINGS)), RAW_BLANK, dtype=np.int8) for name in labellers}
+    out = {name: np.full((len(ids), len(FINDINGS)), RAW_MISSING, dtype=np.int8) for name in labellers}
     for reads, codes in parts:
         rows = row_of.get_indexer(reads["image"])
         for name, positions in reads.groupby("labeller", sort=False).indices.items():
             target = out[name][rows[positions]]
-            conflict = (target != RAW_BLANK) & (target != codes[positions])  # same reader in two files
-            out[name][rows[positions]] = np.where(conflict, RAW_BLANK, np.where(target != RAW_BLANK, target,
+            conflict = (target != RAW_MISSING) & (target != codes[positions])  # same reader in two files
+            out[name][rows[positions]] = np.where(conflict, RAW_MISSING, np.where(target != RAW_MISSING, target,
                                                                                  codes[positions]))
     return [(name, out[name]) for name in labellers]
 
 
 def _merge_repeated_reads(reads: pd.DataFrame, codes: np.ndarray, path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per (image, reader): repeated reads keep the codes they agree on, blank elsewhere."""
+    """One row per (image, reader): repeated reads keep the codes they agree on, not labelled elsewhere."""
     repeated = reads.duplicated(["image", "reader"], keep=False).to_numpy()
     if not repeated.any():
         return reads.reset_index(drop=True), codes
@@ -310,7 +310,7 @@ def _merge_repeated_reads(reads: pd.DataFrame, codes: np.ndarray, path: Path) ->
         rows = np.flatnonzero(repeated)[positions]
         same = (codes[rows] == codes[rows[0]]).all(axis=0)
         disagree += int((~same).sum())
-        merged[rows[0]] = np.where(same, codes[rows[0]], RAW_BLANK)
+        merged[rows[0]] = np.where(same, codes[rows[0]], RAW_MISSING)
     pairs = int((repeated & first).sum())
     warn(f"{path.name}: {pairs} (image, radiologist) pair(s) were read twice; the {disagree} finding(s) where "
          "the two reads differ are left missing for that radiologist")
@@ -326,24 +326,19 @@ def _ground_truth(files: list[GoogleFile], ids: list[str]) -> np.ndarray:
     are counted).
     """
     row_of = pd.Index(ids)
-    truth = np.full((len(ids), len(FINDINGS)), RAW_BLANK, dtype=np.int8)
+    truth = np.full((len(ids), len(FINDINGS)), RAW_MISSING, dtype=np.int8)
     differ = 0
     for google in sorted(files, key=lambda g: not g.four_findings):
         rows = row_of.get_indexer(google.images.str.strip())
         codes = _finding_codes(google, parse_truth_code, TRUTH_VALUES)
         current = truth[rows]
-        differ += int(((current != RAW_BLANK) & (codes != RAW_BLANK) & (current != codes)).sum())
-        truth[rows] = np.where(current != RAW_BLANK, current, codes)
+        differ += int(((current != RAW_MISSING) & (codes != RAW_MISSING) & (current != codes)).sum())
+        truth[rows] = np.where(current != RAW_MISSING, current, codes)
     if differ:
         log(f"ground truth: {differ} finding label(s) of the all-findings majority differ from the four-findings "
             "adjudication; the adjudicated ones are kept")
     return raw_to_truth(truth)
 
-
-def parse_truth_code(text: str) -> int | None:
-    """A ground-truth cell as a raw code (yes -> positive, no -> negative, blank), refusing hedges."""
-    value = parse_truth_value(text)
-    return None if value is None else {1: RAW_POSITIVE, 0: RAW_NEGATIVE}.get(value, RAW_BLANK)
 
 
 # ----------------------------------------------------------------------------- files

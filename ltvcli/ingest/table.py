@@ -34,9 +34,9 @@ import pandas as pd
 
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
-from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, SPLITS, TASKS
+from ltvcli.dataset.format import MISSING, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, SPLITS, TASKS
 from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_from_raw, parse_reader_value,
-                                      parse_truth_value, raw_to_truth, uncertainty_policies)
+                                      parse_truth_code, raw_to_truth, uncertainty_policies)
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
@@ -126,14 +126,14 @@ def table_spec(labels: Path, *, images: Path | None, ground_truth: Path | None =
     labellers, raw = [], None
     if table.task == "multilabel":
         raw = encode_raw(table, names, sets, parse_reader_value, READER_VALUES)
-        label_sets, label_values = label_sets_from_raw(sets, raw, uncertain, "ignore", collapse_certain=True)
+        label_sets, label_values = label_sets_from_raw(sets, raw, uncertain, collapse_certain=True)
         labellers = sets
     else:
         label_sets = [LabelSet(name=name, labeller=name) for name in sets]
         label_values = encode_classes(table, names, sets)
     truth_values = None
     if truth is not None:
-        truth_values = (raw_to_truth(encode_raw(truth, names, ["ground truth"], parse_truth_value, TRUTH_VALUES,
+        truth_values = (raw_to_truth(encode_raw(truth, names, ["ground truth"], parse_truth_code, TRUTH_VALUES,
                                                 table.images))[:, 0]
                         if table.task == "multilabel" else encode_classes(truth, names, ["ground truth"],
                                                                          table.images)[:, 0])
@@ -372,14 +372,14 @@ def encode_classes(table: Table, names: list[str], sets: list[str], images: list
 
 def encode_raw(table: Table, names: list[str], sets: list[str], parse: Callable[[str], int | None], expected: str,
                images: list[str] | None = None) -> np.ndarray:
-    """Multi-label cells -> raw codes int8 [N, M, C] (RAW_*; RAW_BLANK where nothing was said).
+    """Multi-label cells -> raw codes int8 [N, M, C] (RAW_*; RAW_MISSING where nothing was said).
 
     A judgement column fills one class; a class list makes its classes
     positive and every other class negative (a blank list says nothing).
     """
     images = table.images if images is None else images
     row_of = pd.Index(images)
-    out = np.full((len(images), len(sets), len(names)), RAW_BLANK, dtype=np.int8)
+    out = np.full((len(images), len(sets), len(names)), RAW_MISSING, dtype=np.int8)
     class_of = {key: j for j, name in enumerate(names) for key in {name, _class_key(name)}}
     for column in table.columns:
         rows, m = row_of.get_indexer(column.cells[IMAGE]), sets.index(column.label_set)
@@ -395,7 +395,7 @@ def _encode_lists(column: Column, class_of: dict[str, int], n_classes: int, path
     """Class-list cells -> raw codes [rows, C]; each distinct text is parsed once (NIH has ~800 of them)."""
     patterns = {}
     for text in column.cells[column.value].unique():
-        codes = np.full(n_classes, RAW_BLANK, dtype=np.int8)
+        codes = np.full(n_classes, RAW_MISSING, dtype=np.int8)
         if text.strip():
             codes[:] = RAW_NEGATIVE
             for name in _split_list(text):
