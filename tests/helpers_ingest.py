@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -256,23 +257,32 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 OPENI_REPORTS = {
-    # uid: (findings text, impression text, [(image id, view)])
-    "1": ("The heart is normal in size.", "Normal chest.", [("IM-0001-3001", "PA"), ("IM-0001-4001", "LATERAL")]),
-    "2": ("Small left pleural effusion.", "Effusion.", [("IM-0002-1001", "AP"), ("IM-0002-2001", "LL")]),
-    "3": ("Cardiomegaly.", "Enlarged heart.", [("IM-0003-1001", "PA")]),
+    # uid: (findings text, impression text, [(image id, view)], MeSH major codes)
+    "1": ("The heart is normal in size.", "Normal chest.", [("IM-0001-3001", "PA"), ("IM-0001-4001", "LATERAL")],
+          "normal"),
+    "2": ("Small left pleural effusion.", "Effusion.", [("IM-0002-1001", "AP"), ("IM-0002-2001", "LL")],
+          "Pleural Effusion/left/small;Cardiomegaly/borderline;Catheters, Indwelling/right"),
+    "3": ("Cardiomegaly.", "Enlarged heart.", [("IM-0003-1001", "PA")],
+          "Cardiomegaly/mild;Opacity/ribs/right;Calcified Granuloma/lung"),
 }
+#: with ``empty_report``: a report without text that the indexers did not code
+OPENI_EMPTY = {"4": ("", "", [("IM-0004-1001", "PA")], "No Indexing")}
 
 
-def write_openi_xml(root: Path) -> tuple[Path, Path, Path]:
-    """NLM layout: ecgen-radiology/<n>.xml and NLMCXR_png/<parentImage id>.png; also a view table CSV.
+def openi_reports(empty_report: bool) -> dict:
+    return {**OPENI_REPORTS, **(OPENI_EMPTY if empty_report else {})}
+
+
+def write_openi_xml(root: Path, *, empty_report: bool = False) -> tuple[Path, Path, Path]:
+    """NLM layout: ecgen-radiology/<n>.xml, NLMCXR_reports.tgz of it, NLMCXR_png/<parentImage id>.png, a view table.
 
     Returns (reports folder, images folder, view table). Image ``i`` in
-    OPENI_REPORTS order is ``pattern(i)``.
+    OPENI_REPORTS order is ``pattern(i)``. The tgz is ``root / "NLMCXR_reports.tgz"``.
     """
     xml_dir, png_dir = root / "ecgen-radiology", root / "NLMCXR_png"
     xml_dir.mkdir(parents=True, exist_ok=True)
     views, index = [], 0
-    for uid, (findings, impression, images) in OPENI_REPORTS.items():
+    for uid, (findings, impression, images, mesh) in openi_reports(empty_report).items():
         parents = []
         for k, (name, view) in enumerate(images):
             image_id = f"CXR{uid}_{k + 1}_{name}"
@@ -280,6 +290,7 @@ def write_openi_xml(root: Path) -> tuple[Path, Path, Path]:
             views.append({"ImageID": image_id, "ViewPosition": view})
             parents.append(f'<parentImage id="{image_id}"><figureId>F{k + 1}</figureId></parentImage>')
             index += 1
+        majors = "".join(f"<major>{term}</major>" for term in mesh.split(";"))
         (xml_dir / f"{uid}.xml").write_text(
             f'<?xml version="1.0" encoding="utf-8"?><eCitation><meta type="rr"/><uId id="CXR{uid}"/>'
             f'<MedlineCitation><Article><Abstract>'
@@ -287,24 +298,35 @@ def write_openi_xml(root: Path) -> tuple[Path, Path, Path]:
             f'<AbstractText Label="INDICATION">Cough.</AbstractText>'
             f'<AbstractText Label="FINDINGS">{findings}</AbstractText>'
             f'<AbstractText Label="IMPRESSION">{impression}</AbstractText>'
-            f'</Abstract></Article></MedlineCitation><MeSH><major>normal</major></MeSH>{"".join(parents)}'
-            f'</eCitation>', encoding="utf-8")
+            f'</Abstract></Article></MedlineCitation><MeSH>{majors}<automatic>lung</automatic></MeSH>'
+            f'{"".join(parents)}</eCitation>', encoding="utf-8")
+    with tarfile.open(root / "NLMCXR_reports.tgz", "w:gz") as archive:
+        archive.add(xml_dir, arcname="ecgen-radiology")
     view_table = write_csv(root / "views.csv", pd.DataFrame(views))
     return xml_dir, png_dir, view_table
 
 
-def write_openi_kaggle(root: Path) -> tuple[Path, Path, Path]:
+def write_dicom_metadata(path: Path, *, empty_report: bool = False) -> Path:
+    """A view table as torchxrayvision ships it (nlmcxr_dicom_metadata.csv.gz): ``imageid`` (XML ids), ``View Position``."""
+    rows = [{"imageid": f"CXR{uid}_{k + 1}_{name}", "Modality": "CR", "View Position": view,
+             "PatientOrientation": ""}
+            for uid, (_, _, images, _) in openi_reports(empty_report).items() for k, (name, view) in enumerate(images)]
+    return write_csv(path, pd.DataFrame(rows))
+
+
+def write_openi_kaggle(root: Path, *, empty_report: bool = False) -> tuple[Path, Path, Path]:
     """Kaggle layout: indiana_reports.csv, indiana_projections.csv, images/images_normalized/*.dcm.png."""
     image_dir = root / "images" / "images_normalized"
     reports, projections, index = [], [], 0
-    for uid, (findings, impression, images) in OPENI_REPORTS.items():
+    for uid, (findings, impression, images, mesh) in openi_reports(empty_report).items():
         for name, view in images:
             filename = f"{uid}_{name}.dcm.png"
             write_raster(image_dir / filename, pattern(index))
             projections.append({"uid": uid, "filename": filename,
                                 "projection": "Frontal" if view in ("PA", "AP") else "Lateral"})
             index += 1
-        reports.append({"uid": uid, "MeSH": "normal", "Problems": "normal", "image": "Xray Chest PA and Lateral",
+        problems = ";".join(entry.split("/")[0] for entry in mesh.split(";"))
+        reports.append({"uid": uid, "MeSH": mesh, "Problems": problems, "image": "Xray Chest PA and Lateral",
                         "indication": "Cough.", "comparison": "None.", "findings": findings,
                         "impression": impression})
     return (write_csv(root / "indiana_reports.csv", pd.DataFrame(reports)),

@@ -80,18 +80,21 @@ def mimic(
 
 @command(ingest_app, "openi")
 def openi(
-    reports: Path = typer.Option(..., help="Folder of NLM report XMLs (ecgen-radiology/) or the Kaggle "
-                                           "indiana_reports.csv."),
+    reports: Path = typer.Option(..., help="NLMCXR_reports.tgz (or its ecgen-radiology/ folder of XMLs), or the "
+                                           "Kaggle indiana_reports.csv."),
     images: Optional[Path] = typer.Option(None, help="Folder of the PNG images (NLMCXR_png/ or images_normalized/)."),
     no_images: bool = NO_IMAGES,
     out: Path = OUT,
-    projections: Optional[Path] = typer.Option(None, help="Kaggle indiana_projections.csv, or for the XML layout a "
-                                                          "CSV with an image id and a projection/view/ViewPosition "
-                                                          "column."),
+    projections: Optional[Path] = typer.Option(None, help="View table: the Kaggle indiana_projections.csv, or a "
+                                                          "DICOM-metadata CSV (imageid, View Position) such as "
+                                                          "nlmcxr_dicom_metadata.csv.gz; either fits either layout."),
     views: str = typer.Option("PA,AP,Frontal", help="Views to keep, comma-separated, or 'all'."),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="Hand-labelled CSV keyed by image id "
                                                 "(image_id/image/filename) or report id (uid), one column per "
-                                                "finding, values 1/0/blank."),
+                                                "finding, values 1/0/blank; default: the reports' MeSH coding."),
+    mesh_map: Optional[Path] = typer.Option(None, "--mesh-map", help="Your MeSH -> finding table (columns "
+                                            "mesh_term, qualifier, finding, label), instead of ltv's "
+                                            "openi_mesh.csv."),
     size: int = SIZE,
     workers: Optional[int] = WORKERS,
     strict: bool = STRICT,
@@ -99,8 +102,9 @@ def openi(
     """OpenI / Indiana University CXR (NLM XML or Kaggle CSV layout): a hand-labelled test set, split `test`."""
     from ltvcli.ingest.openi import ingest_openi
 
-    dataset = ingest_openi(reports=reports, images=_image_root(images, no_images), out=out, projections=projections, views=_names(views),
-                           ground_truth=ground_truth, size=size, workers=workers, strict=strict)
+    dataset = ingest_openi(reports=reports, images=_image_root(images, no_images), out=out, projections=projections,
+                           views=_names(views), ground_truth=ground_truth, mesh_map=mesh_map, size=size,
+                           workers=workers, strict=strict)
     _done(dataset)
 
 
