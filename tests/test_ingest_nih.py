@@ -162,3 +162,11 @@ def test_errors_name_the_file_line_and_column(cli, nih, tmp_path, case, message)
         args += ["--test-list", nih.test_list, "--train-val-list", nih.train_val_list]
     assert message in error_line(ingest(cli, tmp_path / "ds", *args, ok=False))
     assert not (tmp_path / "ds").exists()
+
+
+def test_evaluate_scores_the_readers_where_the_experts_label_only_some_findings(cli, nih, tmp_path):
+    ingest(cli, tmp_path / "ds", "--readers", nih.readers, "--ground-truth", nih.test_labels, "--no-images")
+    cli("evaluate", "--dataset", tmp_path / "ds", "--bootstrap", "0", "--out", tmp_path / "eval")
+    scores = pd.read_csv(tmp_path / "eval" / "auc.csv").set_index(["model", "finding"])
+    assert scores.loc[("reader444", "Pneumothorax"), "n_pos"] == 1  # image 2 of the test set (image 6: negative)
+    assert np.isnan(scores.loc[("reader444", "Atelectasis"), "auc"])  # the experts did not label it
