@@ -11,7 +11,7 @@ import pytest
 from ltvcli.dataset import Dataset
 from ltvcli.findings import FINDINGS
 
-from helpers_ingest import NIH_IMAGES, error_line, pattern, write_csv, write_nih
+from helpers_ingest import NIH_IMAGES, error_line, pattern, write_nih
 
 IDS = list(NIH_IMAGES)
 

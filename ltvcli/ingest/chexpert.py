@@ -176,13 +176,14 @@ def _image_table(labelled: LabelFile | None, truth: LabelFile | None) -> pd.Data
             frontal = frame[FRONTAL_LATERAL].str.strip() if FRONTAL_LATERAL in frame else pd.Series("", frame.index)
             ap_pa = frame[AP_PA].str.strip() if AP_PA in frame else pd.Series("", frame.index)
             view = np.where((frontal.str.lower() == "frontal") & (ap_pa != ""), ap_pa, frontal)
-            study = [str(PurePosixPath(i).parent) for i in file.ids]
-            parts.append(pd.DataFrame({"image_id": file.ids, "study_id": [_study(s) for s in study],
-                                       "subject_id": [_study(s).split("/")[0] for s in study], "split": split,
+            study = [_study(str(PurePosixPath(i).parent)) for i in file.ids]
+            parts.append(pd.DataFrame({"image_id": file.ids, "study_id": study,
+                                       "subject_id": [s.split("/")[0] for s in study], "split": split,
                                        "view": view, "path": file.paths}))
     table = pd.concat(parts, ignore_index=True)
     if labelled is not None and truth is not None:
-        both = [i for i in truth.ids if i in set(labelled.ids)]
+        train_ids = set(labelled.ids)
+        both = [i for i in truth.ids if i in train_ids]
         if both:
             raise LtvError(f"{truth.path}: {len(both)} image(s) are also in {labelled.path.name} (first: "
                            f"{both[0]!r}); the ground-truth images must be held out of training")

@@ -90,7 +90,6 @@ class GoogleFile:
     frame: pd.DataFrame
     image_column: str
     four_findings: bool  # the Radiology 2019 four-findings set (else the all-findings set)
-    readers: bool
 
     @property
     def images(self) -> pd.Series:
@@ -364,7 +363,7 @@ def _read_google(path: Path, *, readers: bool) -> GoogleFile:
     if PATIENT not in frame:
         raise LtvError(f"{path}: missing required column(s) {PATIENT!r}")
     return GoogleFile(path=path, frame=frame, image_column=image_column,
-                      four_findings=FOUR_FINDINGS_MARK in frame, readers=readers)
+                      four_findings=FOUR_FINDINGS_MARK in frame)
 
 
 # ----------------------------------------------------------------------------- split
