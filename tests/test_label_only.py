@@ -92,3 +92,14 @@ def test_a_label_only_ingest_replaces_an_interrupted_image_ingest(cli, tmp_path,
     (stale / "images.npy").write_bytes(b"half")
     cli("ingest", "table", labels, "--no-images", "--out", tmp_path / "ds")
     assert not stale.exists() and not (tmp_path / "ds" / "images.npy").exists()
+
+
+def test_a_version_1_folder_is_read_as_it_is(cli, tiny_dataset):
+    meta_path = tiny_dataset.path / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["has_images"]
+    meta["format_version"] = 1
+    meta_path.write_text(json.dumps(meta))
+    ds = Dataset.open(tiny_dataset.path)
+    assert ds.has_images and ds.images.shape == (48, 16, 16) and ds.image_size == 16
+    assert json.loads(cli("info", tiny_dataset.path, "--json").output)["has_images"] is True
