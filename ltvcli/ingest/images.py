@@ -157,3 +157,13 @@ def _stretch(values: np.ndarray, low: float | None = None, high: float | None = 
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def check_image_folder(images: str | os.PathLike | None) -> Path | None:
+    """The image folder of a source as a Path, checked to exist; None (a label-only ingest) stays None."""
+    if images is None:
+        return None
+    images = Path(images)
+    if not images.is_dir():
+        raise LtvError(f"{images}: no such image folder")
+    return images
