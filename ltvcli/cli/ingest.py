@@ -13,6 +13,9 @@ from ltvcli.console import log
 OUT = typer.Option(..., "--out", help="Dataset folder to write (replaced only when the new one is complete).")
 SIZE = typer.Option(256, "--size", help="Side of the square cache images, in pixels.")
 WORKERS = typer.Option(None, "--workers", help="Decoding processes (default: min(8, CPU count); 0 = this process).")
+DEVICE = typer.Option("cpu", "--device", help="cpu: decode in worker processes; cuda: decode JPEGs in batches "
+                                               "on the GPU (nvJPEG), other files on the CPU; auto: cuda when "
+                                               "there is one.")
 STRICT = typer.Option(False, "--strict", help="Stop at the first unreadable image (default: list it in "
                                               "skipped.csv and go on).")
 
@@ -47,6 +50,7 @@ def mimic(
     missing_labels: str = typer.Option("error", "--missing-labels", help="A study without a row in a label CSV: "
                                                                          "error, or skip its images."),
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """MIMIC-CXR / MIMIC-CXR-JPG: NegBio and CheXpert label sets per uncertainty policy, official split."""
@@ -55,7 +59,7 @@ def mimic(
     dataset = ingest_mimic(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert, images=images, out=out,
                            size=size, views=_names(views), uncertain=_names(uncertain), blank=blank,
                            ground_truth=ground_truth, reports=reports, image_format=image_format, workers=workers,
-                           strict=strict, missing_labels=missing_labels)
+                           strict=strict, missing_labels=missing_labels, device=device)
     _done(dataset)
 
 
@@ -74,13 +78,15 @@ def openi(
                                                 "finding, values 1/0/blank."),
     size: int = SIZE,
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """OpenI / Indiana University CXR (NLM XML or Kaggle CSV layout): a hand-labelled test set, split `test`."""
     from ltvcli.ingest.openi import ingest_openi
 
     dataset = ingest_openi(reports=reports, images=images, out=out, projections=projections, views=_names(views),
-                           ground_truth=ground_truth, size=size, workers=workers, strict=strict)
+                           ground_truth=ground_truth, size=size, workers=workers, strict=strict,
+                           device=device)
     _done(dataset)
 
 
@@ -102,6 +108,7 @@ def table(
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share drawn for test (no split column)."),
     seed: int = typer.Option(0, help="Seed of the random split."),
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """Your own labellers' labels from a wide or long table, images from a folder."""
@@ -110,7 +117,7 @@ def table(
     dataset = ingest_table(labels, images=images, out=out, ground_truth=ground_truth, task=task,
                            classes=_names(classes) if classes else None, channels=channels, size=size,
                            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, workers=workers,
-                           strict=strict)
+                           strict=strict, device=device)
     _done(dataset)
 
 

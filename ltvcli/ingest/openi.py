@@ -30,7 +30,7 @@ from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
-from ltvcli.ingest.images import default_workers, load_image
+from ltvcli.ingest.images import image_decoding
 
 FRONTAL_VIEWS = ("PA", "AP", "Frontal")
 IMAGE_ID_COLUMNS = ("image_id", "image", "filename", "ImageID", "dicom_id")
@@ -41,18 +41,20 @@ REPORT_SECTIONS = ("FINDINGS", "IMPRESSION")
 
 def ingest_openi(*, reports: Path, images: Path, out: Path, projections: Path | None = None,
                  views: Sequence[str] = FRONTAL_VIEWS, ground_truth: Path | None = None, size: int = 256,
-                 workers: int | None = None, strict: bool = False) -> Dataset:
+                 workers: int | None = None, strict: bool = False, device: str = "cpu") -> Dataset:
     """Ingest OpenI into ``out``: frontal images, split ``test``, inline report text, hand labels as ground truth.
 
     ``reports`` is the folder of NLM XML reports or the Kaggle
     ``indiana_reports.csv``; ``projections`` is the Kaggle
     ``indiana_projections.csv`` or, for the XML layout, a view table.
     ``views=("all",)`` keeps every image (then the XML layout needs no view table).
+    ``device="cuda"`` decodes JPEGs on the GPU (PNGs stay on the CPU).
     """
+    decoding = image_decoding(device, workers)
     spec = openi_spec(reports=reports, images=images, projections=projections, views=views,
                       ground_truth=ground_truth)
-    return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+    return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
+                         workers=decoding.workers, strict=strict)
 
 
 def openi_spec(*, reports: Path, images: Path, projections: Path | None = None,

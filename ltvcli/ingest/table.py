@@ -33,7 +33,7 @@ from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
 from ltvcli.ingest.handlabels import parse_binary
-from ltvcli.ingest.images import default_workers, load_image
+from ltvcli.ingest.images import image_decoding
 
 SET_SEPARATOR = ":"
 RESERVED = ("image", "split")
@@ -68,20 +68,22 @@ class Table:
 def ingest_table(labels: Path, *, images: Path, out: Path, ground_truth: Path | None = None, task: str = "auto",
                  classes: Sequence[str] | None = None, channels: int = 1, size: int = 256,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-                 workers: int | None = None, strict: bool = False) -> Dataset:
+                 workers: int | None = None, strict: bool = False, device: str = "cpu") -> Dataset:
     """Ingest a wide or long label table (CSV or Parquet) whose ``image`` column names files under ``images``.
 
     ``task`` is ``auto`` (from the columns), ``multilabel`` or ``multiclass``;
     ``classes`` fixes the class names and their order (otherwise they are
     taken from the file). Without a ``split`` column, ``val_fraction`` and
     ``test_fraction`` of the images are drawn (seeded) for validate and test.
+    ``device="cuda"`` decodes JPEGs on the GPU.
     """
     if channels not in (1, 3):
         raise LtvError(f"--channels must be 1 or 3; got {channels}")
+    decoding = image_decoding(device, workers)
     spec = table_spec(labels, images=images, ground_truth=ground_truth, task=task, classes=classes,
                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    return build_dataset(spec, out, size=size, channels=channels, decode=load_image,
-                         workers=default_workers(workers), strict=strict)
+    return build_dataset(spec, out, size=size, channels=channels, decode=decoding.decode,
+                         decode_batch=decoding.batch, workers=decoding.workers, strict=strict)
 
 
 def table_spec(labels: Path, *, images: Path, ground_truth: Path | None = None, task: str = "auto",
