@@ -147,6 +147,15 @@ def dicom_to_uint8(path: Path) -> np.ndarray:
     return 255 - out if photometric == "MONOCHROME1" else out
 
 
+#: Plugins tried before pydicom's own order (which starts with GDCM) where another one decodes a chest film
+#: about twice as fast (benchmarks/bench_ingest.py --codec-images); the others stay behind them as fallbacks.
+FASTEST_PLUGIN = {
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS Lossless: CharLS
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg",  # JPEG 2000 (lossy): OpenJPEG
+}
+
+
 def _first_frame(dataset) -> np.ndarray:
     """The first frame's stored values (YBR converted to RGB), decoded by whichever plugin can.
 
@@ -158,6 +167,12 @@ def _first_frame(dataset) -> np.ndarray:
     from pydicom.uid import UID
 
     syntax = UID(str(dataset.file_meta.get("TransferSyntaxUID", "")))
+    fastest = FASTEST_PLUGIN.get(syntax)
+    if fastest is not None and fastest in get_decoder(syntax).available_plugins:
+        try:
+            return pixel_array(dataset, index=0, decoding_plugin=fastest)
+        except Exception:  # every installed plugin gets its turn below
+            pass
     try:
         return pixel_array(dataset, index=0)
     except Exception as exc:
