@@ -95,7 +95,9 @@ def _read_baseline_jpeg(source: str) -> torch.Tensor | None:
     """The file's bytes as a uint8 tensor if it is an 8-bit baseline JPEG with 1 or 3 components, else ``None``."""
     try:
         with open(source, "rb") as handle:
-            data = bytearray(handle.read())
+            if handle.read(2) != b"\xff\xd8":  # not a JPEG: do not read a whole DICOM for nothing
+                return None
+            data = bytearray(b"\xff\xd8" + handle.read())
     except OSError:
         return None  # the per-file decoder reports it
     frame = jpeg_frame(data)

@@ -3,13 +3,13 @@
 A chest film is about 2500x3000 pixels and the cache keeps 256x256, so a JPEG
 is decoded at the smallest scale that is still at least the target size:
 libjpeg-turbo then runs a 1x1, 2x2 or 4x4 inverse DCT per block instead of
-the 8x8 one and skips most of the colour conversion and memory traffic.
-:func:`decode_scaled` does this through simplejpeg (which ships its own
-libjpeg-turbo and decodes from one bytes object in one call, without Pillow's
-chunked feed through Python), reading grey straight from the luma channel
-when the cache is grayscale. What the entropy decoder costs cannot be saved
-by any scaling: every coefficient of the full-size image is still Huffman
-decoded, so the time per image grows with the file's size.
+the 8x8 one. :func:`decode_scaled` does this through simplejpeg (which ships
+its own libjpeg-turbo) in one call on the file's bytes, reading grey straight
+from the luma channel when the cache is grayscale. Pillow's ``draft`` mode
+scales the same way through the same library, so the gain over it is small
+(about 6 % of CPU per film, docs/performance.md): every coefficient of the
+full-size image is still Huffman-decoded, and that entropy decoding, which
+no scaling can skip, is most of the time.
 
 It declines (returns ``None``, and the caller uses Pillow) wherever simplejpeg
 does not apply: no simplejpeg installed, 12-bit or lossless JPEG, CMYK/YCCK,
