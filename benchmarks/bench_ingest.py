@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from helpers_ingest import MimicImage, dicom_id, encode_dicom, write_dicom, write_mimic  # noqa: E402
+from helpers_ingest import MimicImage, dicom_id, encode_dicom, write_mimic  # noqa: E402
 from ltvcli.console import set_verbosity  # noqa: E402
 from ltvcli.dataset import build_dataset  # noqa: E402
 from ltvcli.errors import OptionError  # noqa: E402

@@ -179,7 +179,7 @@ def test_jpeg_kinds_simplejpeg_cannot_take_fall_back_to_pillow(tmp_path, monkeyp
     frame = lossless_12bit.index(b"\xff\xc0")
     lossless_12bit[frame + 1], lossless_12bit[frame + 4] = 0xC3, 12  # claims process 14, 12 bits: not simplejpeg's
     assert decode_scaled(bytes(lossless_12bit), 16, 1) is None
-    with pytest.raises(Exception):  # and Pillow cannot read it either: a per-file failure, as before
+    with pytest.raises(LtvError, match="not an image format Pillow can read"):  # nor can Pillow: a per-file failure
         load_image(str(write_bytes(tmp_path / "l.jpg", lossless_12bit)), 16, 1)
     truncated = write_bytes(tmp_path / "t.jpg", (tmp_path / "g.jpg").read_bytes()[:300])
     assert decode_scaled(truncated.read_bytes(), 16, 1) is None  # damaged: Pillow decides and reports

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ltvcli.errors import LtvError
 from ltvcli.ingest.jpeg import decode_scaled, is_jpeg
@@ -119,7 +119,11 @@ def _open_raster(path: Path, size: int, channels: int, jpeg: str) -> Image.Image
         pixels = decode_scaled(data, size, channels)
         if pixels is not None:
             return Image.fromarray(pixels)
-    with Image.open(io.BytesIO(data)) as image:
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise LtvError("not an image format Pillow can read") from None
+    with opened as image:
         if jpeg != "full" and image.format == "JPEG":
             # Decode at the smallest 1/2, 1/4 or 1/8 scale that is still at least the target size.
             image.draft(image.mode, (size, size))
