@@ -114,6 +114,41 @@ def write_dicom(path: Path, pixels: np.ndarray, *, bits_stored: int | None = Non
     return path
 
 
+def encode_dicom(path: Path, syntax: str, **options) -> Path:
+    """Re-encode the uncompressed DICOM at ``path`` in place into the transfer syntax ``syntax`` (a UID).
+
+    pydicom's encoders do RLE (its own), JPEG-LS (pyjpegls) and JPEG 2000
+    (pylibjpeg-openjpeg), with ``options`` such as ``jls_error`` or
+    ``j2k_psnr``; JPEG Lossless (process 14), which pydicom cannot encode, is
+    transcoded by GDCM.
+    """
+    import pydicom
+    from pydicom import uid
+
+    if syntax in (uid.JPEGLossless, uid.JPEGLosslessSV1):
+        import gdcm
+
+        target = {uid.JPEGLossless: gdcm.TransferSyntax.JPEGLosslessProcess14,
+                  uid.JPEGLosslessSV1: gdcm.TransferSyntax.JPEGLosslessProcess14_1}[syntax]
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read(), path
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(target))
+        change.SetInput(reader.GetImage())
+        assert change.Change(), syntax
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write(), path
+    else:
+        ds = pydicom.dcmread(path)
+        ds.compress(syntax, **options)
+        ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 # ----------------------------------------------------------------------------- MIMIC
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import ltvcli.dataset.build as build
+import ltvcli.ingest.images as images
 import ltvcli.ingest.mimic as mimic
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
@@ -359,7 +360,7 @@ def test_interrupted_ingest_resumes_without_redoing_finished_images(cli, source,
         calls.append(path)
         return load_image(path, size, channels)
 
-    monkeypatch.setattr(mimic, "load_image", interrupted_at_3)
+    monkeypatch.setattr(images, "load_image", interrupted_at_3)
     result = ingest(cli, source, out, ok=False)
     assert result.exit_code == 130 and "re-run the command to resume" in result.output
     assert not out.exists() and partial.is_dir()
@@ -374,7 +375,7 @@ def test_interrupted_ingest_resumes_without_redoing_finished_images(cli, source,
         calls.append(path)
         return load_image(path, size, channels)
 
-    monkeypatch.setattr(mimic, "load_image", counting)
+    monkeypatch.setattr(images, "load_image", counting)
     result = ingest(cli, source, out)
     assert "resuming the interrupted ingest" in result.output and "2 of 5 images already decoded" in result.output
     assert len(calls) == 3  # the first chunk of 2 was not decoded again

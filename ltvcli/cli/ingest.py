@@ -14,6 +14,9 @@ from ltvcli.errors import LtvError
 OUT = typer.Option(..., "--out", help="Dataset folder to write (replaced only when the new one is complete).")
 SIZE = typer.Option(256, "--size", help="Side of the square cache images, in pixels.")
 WORKERS = typer.Option(None, "--workers", help="Decoding processes (default: min(8, CPU count); 0 = this process).")
+DEVICE = typer.Option("cpu", "--device", help="cpu: decode in worker processes; cuda: decode JPEGs in batches "
+                                               "on the GPU (nvJPEG), other files on the CPU; auto: cuda when "
+                                               "there is one.")
 STRICT = typer.Option(False, "--strict", help="Stop at the first unreadable image (default: list it in "
                                               "skipped.csv and go on).")
 NO_IMAGES = typer.Option(False, "--no-images", help="Ingest the labels only: no image is read, the dataset has no "
@@ -65,6 +68,7 @@ def mimic(
     missing_labels: str = typer.Option("error", "--missing-labels", help="A study without a row in a label CSV: "
                                                                          "error, or skip its images."),
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """MIMIC-CXR / MIMIC-CXR-JPG: NegBio and CheXpert label sets per uncertainty policy, official split."""
@@ -74,7 +78,7 @@ def mimic(
                            images=_image_root(images, no_images), out=out,
                            size=size, views=_names(views), uncertain=_names(uncertain), blank=blank,
                            ground_truth=ground_truth, reports=reports, image_format=image_format, workers=workers,
-                           strict=strict, missing_labels=missing_labels)
+                           strict=strict, missing_labels=missing_labels, device=device)
     _done(dataset)
 
 
@@ -97,6 +101,7 @@ def openi(
                                             "openi_mesh.csv."),
     size: int = SIZE,
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """OpenI / Indiana University CXR (NLM XML or Kaggle CSV layout): a hand-labelled test set, split `test`."""
@@ -104,7 +109,7 @@ def openi(
 
     dataset = ingest_openi(reports=reports, images=_image_root(images, no_images), out=out, projections=projections,
                            views=_names(views), ground_truth=ground_truth, mesh_map=mesh_map, size=size,
-                           workers=workers, strict=strict)
+                           workers=workers, strict=strict, device=device)
     _done(dataset)
 
 
@@ -136,6 +141,7 @@ def nih(
     seed: int = typer.Option(0, help="Seed of the patient draws."),
     size: int = SIZE,
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """NIH ChestX-ray14: NIH's NLP labels, Google's radiologists as labellers, their adjudication as ground truth."""
@@ -145,7 +151,7 @@ def nih(
                          train_val_list=train_val_list, test_list=test_list, readers=readers,
                          ground_truth=ground_truth, reader_sets=reader_sets, uncertain=_names(uncertain),
                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, size=size,
-                         workers=workers, strict=strict)
+                         workers=workers, strict=strict, device=device)
     _done(dataset)
 
 
@@ -171,6 +177,7 @@ def chexpert(
     seed: int = typer.Option(0, help="Seed of the validate hold-out."),
     size: int = SIZE,
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """CheXpert: the labeller's train.csv as U-Zeros / U-Ones label sets, valid.csv as ground truth, reader CSVs."""
@@ -179,7 +186,7 @@ def chexpert(
     dataset = ingest_chexpert(out=out, images=_image_root(images, no_images), train=train,
                               ground_truth=ground_truth, readers=readers, views=_names(views),
                               uncertain=_names(uncertain), blank=blank, val_fraction=val_fraction, seed=seed,
-                              size=size, workers=workers, strict=strict)
+                              size=size, workers=workers, strict=strict, device=device)
     _done(dataset)
 
 
@@ -214,6 +221,7 @@ def table(
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share drawn for test (no split column)."),
     seed: int = typer.Option(0, help="Seed of the random split."),
     workers: Optional[int] = WORKERS,
+    device: str = DEVICE,
     strict: bool = STRICT,
 ) -> None:
     """Your own labellers' labels from a wide or long table, images from a folder."""
@@ -223,7 +231,7 @@ def table(
                            task=task, classes=_names(classes) if classes else None, labeller=labeller,
                            ignore=ignore, group=group, uncertain=_names(uncertain), channels=channels, size=size,
                            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, workers=workers,
-                           strict=strict)
+                           strict=strict, device=device)
     _done(dataset)
 
 

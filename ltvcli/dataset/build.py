@@ -115,11 +115,15 @@ def build_dataset(
     decode: Callable[[str, int, int], np.ndarray] | None = None,
     workers: int = 0,
     strict: bool = False,
+    decode_batch: Callable[[list[str], int, int], list[np.ndarray | None]] | None = None,
 ) -> Dataset:
     """Decode the images of ``spec`` into a cache and publish the dataset folder at ``out``.
 
     ``decode(source, size, channels)`` turns one file into a uint8 array; it
     must be a module-level function (it runs in worker processes). With
+    ``decode_batch(sources, size, channels)`` the images are decoded a chunk
+    at a time in this process instead (a GPU decoder; ``workers`` is then not
+    used), and the sources it returns ``None`` for go through ``decode``. With
     ``strict`` the first unreadable image stops the ingest; otherwise such
     images are left out, counted, and listed in ``skipped.csv``. A spec with
     ``has_images=False`` is published as a label-only dataset (``size``,
@@ -146,8 +150,8 @@ def build_dataset(
     else:
         if decode is None:
             raise ValueError("decode is required when spec.pixels is None")
-        failures = _fill_images(manifest["source"].tolist(), images, status, staging, decode, size, channels,
-                                workers, strict)
+        failures = _fill_images(manifest["source"].tolist(), images, status, staging, decode, decode_batch, size,
+                                channels, workers if decode_batch is None else 0, strict)
     images.flush()
     del images
     keep = status == DONE
@@ -225,14 +229,25 @@ def _decode_one(job: tuple[int, str, Callable, int, int]) -> tuple[int, np.ndarr
         return index, None, f"{type(exc).__name__}: {exc}"
 
 
-def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, staging: Path,
-                 decode: Callable, size: int, channels: int, workers: int, strict: bool) -> dict[int, str]:
+def _decode_batches(decode_batch: Callable, jobs: Iterator[tuple]) -> Iterator[tuple]:
+    """Decode ``CHUNK`` jobs at a time with ``decode_batch``; those it leaves (``None``) go through ``_decode_one``."""
+    for chunk in _chunks(jobs, CHUNK):
+        _, _, _, size, channels = chunk[0]
+        decoded = decode_batch([job[1] for job in chunk], size, channels)
+        for job, pixels in zip(chunk, decoded):
+            yield (job[0], pixels, None) if pixels is not None else _decode_one(job)
+
+
+def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, staging: Path, decode: Callable,
+                 decode_batch: Callable | None, size: int, channels: int, workers: int,
+                 strict: bool) -> dict[int, str]:
     """Decode every pending image into ``images``; save progress after each chunk."""
     pending = np.flatnonzero(status != DONE)
     failures: dict[int, str] = {}
     jobs = ((int(i), sources[i], decode, size, channels) for i in pending)
     with track(len(pending), "decoding images") as advance, _mapper(workers) as mapper:
-        for chunk in _chunks(mapper(_decode_one, jobs), CHUNK):
+        results = mapper(_decode_one, jobs) if decode_batch is None else _decode_batches(decode_batch, jobs)
+        for chunk in _chunks(results, CHUNK):
             for index, pixels, error in chunk:
                 if error is None:
                     images[index] = pixels

@@ -38,7 +38,7 @@ from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, check_policie
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
-from ltvcli.ingest.images import check_image_folder, default_workers, load_image
+from ltvcli.ingest.images import check_image_folder, image_decoding
 
 PATH, FRONTAL_LATERAL, AP_PA = "Path", "Frontal/Lateral", "AP/PA"
 FRONTAL_VIEWS = ("PA", "AP", "Frontal")
@@ -60,7 +60,8 @@ class LabelFile:
 def ingest_chexpert(*, out: Path, images: Path | None, train: Path | None = None, ground_truth: Path | None = None,
                     readers: Sequence[str | Path] = (), views: Sequence[str] = FRONTAL_VIEWS,
                     uncertain: Sequence[str] = ("u0", "u1"), blank: str = "0", val_fraction: float = 0.1,
-                    seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False) -> Dataset:
+                    seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False,
+                    device: str = "cpu") -> Dataset:
     """Ingest CheXpert's CSVs into ``out``; ``images`` is the folder holding ``Path`` (or None: label-only).
 
     ``readers`` are reader CSVs, each ``FILE`` or ``NAME=FILE`` (default
@@ -70,10 +71,11 @@ def ingest_chexpert(*, out: Path, images: Path | None, train: Path | None = None
     for MIMIC-CXR; ``val_fraction`` of train.csv's patients (seeded) become
     the ``validate`` split.
     """
+    decoding = image_decoding(device, workers)
     spec = chexpert_spec(images=images, train=train, ground_truth=ground_truth, readers=readers, views=views,
                          uncertain=uncertain, blank=blank, val_fraction=val_fraction, seed=seed)
-    return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+    return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
+                         workers=decoding.workers, strict=strict)
 
 
 def chexpert_spec(*, images: Path | None, train: Path | None = None, ground_truth: Path | None = None,

@@ -33,7 +33,7 @@ from ltvcli.dataset.labelsets import check_policies, label_sets_from_raw, parse_
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
-from ltvcli.ingest.images import check_image_folder, default_workers, load_image
+from ltvcli.ingest.images import check_image_folder, image_decoding
 
 LABELLERS = ("negbio", "chexpert")
 IMAGE_FORMATS = ("auto", "jpg", "dcm")
@@ -45,7 +45,7 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
                  size: int = 256, views: Sequence[str] = ("PA", "AP"), uncertain: Sequence[str] = ("u0", "u1"),
                  blank: str = "0", ground_truth: Path | None = None, reports: Path | None = None,
                  image_format: str = "auto", workers: int | None = None, strict: bool = False,
-                 missing_labels: str = "error") -> Dataset:
+                 missing_labels: str = "error", device: str = "cpu") -> Dataset:
     """Ingest MIMIC-CXR into the dataset folder ``out`` and return it opened.
 
     ``views`` keeps images whose ViewPosition is one of them (``("all",)``
@@ -54,12 +54,14 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
     (``"0"``, ``"1"`` or ``"ignore"`` = missing). ``missing_labels="skip"``
     leaves out images whose study has no row in a label CSV (with a counted
     warning) instead of stopping. ``images=None`` writes a label-only dataset.
+    ``device="cuda"`` decodes the JPEGs on the GPU (:func:`ltvcli.ingest.images.image_decoding`).
     """
+    decoding = image_decoding(device, workers)
     spec = mimic_spec(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert, images=images,
                       views=views, uncertain=uncertain, blank=blank, ground_truth=ground_truth, reports=reports,
                       image_format=image_format, missing_labels=missing_labels)
-    return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+    return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
+                         workers=decoding.workers, strict=strict)
 
 
 def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path | None,

@@ -38,7 +38,7 @@ from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_fr
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio
-from ltvcli.ingest.images import check_image_folder, default_workers, load_image
+from ltvcli.ingest.images import check_image_folder, image_decoding
 
 #: NIH's and Google's finding columns -> (ltv finding or None, inverted). None: no counterpart in ltv's 14.
 #: ``Abnormal`` (any actionable finding) is the opposite of ltv's ``No Finding``.
@@ -100,7 +100,8 @@ def ingest_nih(*, out: Path, images: Path | None, data_entry: Path | None = None
                train_val_list: Path | None = None, test_list: Path | None = None, readers: Sequence[Path] = (),
                ground_truth: Sequence[Path] = (), reader_sets: str = "reader",
                uncertain: Sequence[str] = ("u0", "u1"), val_fraction: float = 0.1, test_fraction: float = 0.2,
-               seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False) -> Dataset:
+               seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False,
+               device: str = "cpu") -> Dataset:
     """Ingest NIH ChestX-ray14 and/or Google's expert labels into ``out``; ``images=None`` = label-only.
 
     ``reader_sets`` is ``reader`` (one labeller per radiologist) or
@@ -109,11 +110,12 @@ def ingest_nih(*, out: Path, images: Path | None, data_entry: Path | None = None
     hedged. Without the official lists the split is drawn by patient
     (``val_fraction``, ``test_fraction`` of the patients without expert labels).
     """
+    decoding = image_decoding(device, workers)
     spec = nih_spec(images=images, data_entry=data_entry, train_val_list=train_val_list, test_list=test_list,
                     readers=readers, ground_truth=ground_truth, reader_sets=reader_sets, uncertain=uncertain,
                     val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+    return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
+                         workers=decoding.workers, strict=strict)
 
 
 def nih_spec(*, images: Path | None, data_entry: Path | None = None, train_val_list: Path | None = None,

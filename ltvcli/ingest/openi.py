@@ -39,7 +39,7 @@ from ltvcli.dataset.format import MISSING
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
-from ltvcli.ingest.images import check_image_folder, default_workers, load_image
+from ltvcli.ingest.images import check_image_folder, image_decoding
 from ltvcli.ingest.mesh import MeshMap
 
 FRONTAL_VIEWS = ("PA", "AP", "Frontal")
@@ -65,7 +65,8 @@ class Reports:
 
 def ingest_openi(*, reports: Path, images: Path | None, out: Path, projections: Path | None = None,
                  views: Sequence[str] = FRONTAL_VIEWS, ground_truth: Path | None = None, mesh_map: Path | None = None,
-                 size: int = 256, workers: int | None = None, strict: bool = False) -> Dataset:
+                 size: int = 256, workers: int | None = None, strict: bool = False,
+                 device: str = "cpu") -> Dataset:
     """Ingest OpenI into ``out``: frontal images, split ``test``, inline report text, ground truth.
 
     ``reports`` is ``NLMCXR_reports.tgz``, its folder of XML reports, or the
@@ -74,12 +75,14 @@ def ingest_openi(*, reports: Path, images: Path | None, out: Path, projections: 
     ``views=("all",)`` keeps every image (then the XML layout needs no view
     table). The ground truth is ``ground_truth`` (a hand-labelled CSV) if
     given, else the MeSH coding mapped by ``mesh_map`` (default: ltv's
-    table). ``images=None`` writes a label-only dataset.
+    table). ``images=None`` writes a label-only dataset. ``device="cuda"``
+    decodes JPEGs on the GPU (PNGs stay on the CPU).
     """
+    decoding = image_decoding(device, workers)
     spec = openi_spec(reports=reports, images=images, projections=projections, views=views,
                       ground_truth=ground_truth, mesh_map=mesh_map)
-    return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+    return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
+                         workers=decoding.workers, strict=strict)
 
 
 def openi_spec(*, reports: Path, images: Path | None, projections: Path | None = None,

@@ -40,7 +40,7 @@ from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_fr
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
-from ltvcli.ingest.images import check_image_folder, default_workers, load_image
+from ltvcli.ingest.images import check_image_folder, image_decoding
 
 SET_SEPARATOR = ":"
 #: Separates the classes of a multi-label cell: ``Atelectasis|Effusion`` (NIH's Finding Labels).
@@ -82,7 +82,8 @@ def ingest_table(labels: Path, *, images: Path | None, out: Path, ground_truth: 
                  task: str = "auto", classes: Sequence[str] | None = None, labeller: Sequence[str] = (),
                  ignore: Sequence[str] = (), group: str | None = None, uncertain: Sequence[str] = ("u0", "u1"),
                  channels: int = 1, size: int = 256, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                 seed: int = 0, workers: int | None = None, strict: bool = False) -> Dataset:
+                 seed: int = 0, workers: int | None = None, strict: bool = False,
+                 device: str = "cpu") -> Dataset:
     """Ingest a wide or long label table (CSV or Parquet) whose ``image`` column names files under ``images``.
 
     ``labeller`` declares the wide table's label columns (``COLUMN`` or
@@ -93,14 +94,16 @@ def ingest_table(labels: Path, *, images: Path | None, out: Path, ground_truth: 
     Without a ``split`` column, ``val_fraction`` and ``test_fraction`` of the
     images -- of the ``group`` column's groups, if given -- are drawn (seeded)
     for validate and test. ``images=None`` writes a label-only dataset.
+    ``device="cuda"`` decodes JPEGs on the GPU.
     """
     if channels not in (1, 3):
         raise OptionError("channels", f"must be 1 or 3; got {channels}")
+    decoding = image_decoding(device, workers)
     spec = table_spec(labels, images=images, ground_truth=ground_truth, task=task, classes=classes,
                       labeller=labeller, ignore=ignore, group=group, uncertain=uncertain,
                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    return build_dataset(spec, out, size=size, channels=channels, decode=load_image,
-                         workers=default_workers(workers), strict=strict)
+    return build_dataset(spec, out, size=size, channels=channels, decode=decoding.decode,
+                         decode_batch=decoding.batch, workers=decoding.workers, strict=strict)
 
 
 def table_spec(labels: Path, *, images: Path | None, ground_truth: Path | None = None, task: str = "auto",
