@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,6 +30,7 @@ from ltvcli import __version__, atomic
 from ltvcli.console import log, track, warn
 from ltvcli.dataset.format import FORMAT_VERSION, MANIFEST_COLUMNS, SPLITS, TASKS, Dataset, LabelSet
 from ltvcli.errors import LtvError
+from ltvcli.workers import worker_pool
 
 PENDING, DONE, FAILED = 0, 1, 2
 CHUNK = 256
@@ -224,7 +223,7 @@ def _save_status(images: np.ndarray, status: np.ndarray, staging: Path) -> None:
 
 
 class _mapper:
-    """``map`` in this process (workers=0) or an ordered map over a process pool."""
+    """``map`` in this process (workers=0) or an ordered map over a process pool whose workers die with us."""
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -233,10 +232,7 @@ class _mapper:
     def __enter__(self):
         if self.workers <= 0:
             return map
-        # fork where the platform has it: a spawned worker re-imports the CLI (and torch) before its
-        # first image, which costs seconds per worker; nothing before the pool has started threads.
-        method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context(method))
+        self.pool = worker_pool(self.workers)
         return lambda fn, jobs: self.pool.map(fn, jobs, chunksize=8)
 
     def __exit__(self, *exc):
