@@ -10,7 +10,10 @@ import typer
 from ltvcli.cli.app import command, ingest_app
 from ltvcli.console import log
 
-OUT = typer.Option(..., "--out", help="Dataset folder to write (replaced only when the new one is complete).")
+OUT = typer.Option(..., "--out", help="Dataset folder to write: a new or empty folder, or with --force an ltv "
+                                       "dataset (replaced only when the new one is complete).")
+FORCE = typer.Option(False, "--force", help="Replace the ltv dataset already at --out (nothing else is ever "
+                                            "replaced).")
 SIZE = typer.Option(256, "--size", help="Side of the square cache images, in pixels.")
 WORKERS = typer.Option(None, "--workers", help="Decoding processes (default: min(8, CPU count); 0 = this process).")
 STRICT = typer.Option(False, "--strict", help="Stop at the first unreadable image (default: list it in "
@@ -48,6 +51,7 @@ def mimic(
                                                                          "error, or skip its images."),
     workers: Optional[int] = WORKERS,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """MIMIC-CXR / MIMIC-CXR-JPG: NegBio and CheXpert label sets per uncertainty policy, official split."""
     from ltvcli.ingest.mimic import ingest_mimic
@@ -55,7 +59,7 @@ def mimic(
     dataset = ingest_mimic(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert, images=images, out=out,
                            size=size, views=_names(views), uncertain=_names(uncertain), blank=blank,
                            ground_truth=ground_truth, reports=reports, image_format=image_format, workers=workers,
-                           strict=strict, missing_labels=missing_labels)
+                           strict=strict, missing_labels=missing_labels, force=force)
     _done(dataset)
 
 
@@ -75,12 +79,13 @@ def openi(
     size: int = SIZE,
     workers: Optional[int] = WORKERS,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """OpenI / Indiana University CXR (NLM XML or Kaggle CSV layout): a hand-labelled test set, split `test`."""
     from ltvcli.ingest.openi import ingest_openi
 
     dataset = ingest_openi(reports=reports, images=images, out=out, projections=projections, views=_names(views),
-                           ground_truth=ground_truth, size=size, workers=workers, strict=strict)
+                           ground_truth=ground_truth, size=size, workers=workers, strict=strict, force=force)
     _done(dataset)
 
 
@@ -103,6 +108,7 @@ def table(
     seed: int = typer.Option(0, help="Seed of the random split."),
     workers: Optional[int] = WORKERS,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """Your own labellers' labels from a wide or long table, images from a folder."""
     from ltvcli.ingest.table import ingest_table
@@ -110,7 +116,7 @@ def table(
     dataset = ingest_table(labels, images=images, out=out, ground_truth=ground_truth, task=task,
                            classes=_names(classes) if classes else None, channels=channels, size=size,
                            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, workers=workers,
-                           strict=strict)
+                           strict=strict, force=force)
     _done(dataset)
 
 
@@ -122,11 +128,12 @@ def cifar10(
                                                                    "validate."),
     seed: int = typer.Option(0, help="Seed of the validate hold-out."),
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each batch (quick runs)."),
+    force: bool = FORCE,
 ) -> None:
     """CIFAR-10 python batches: 32x32 RGB, clean labels as ground truth, no label sets yet."""
     from ltvcli.ingest.cifar10 import ingest_cifar10
 
-    _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit))
+    _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit, force=force))
 
 
 @command(ingest_app, "npz")
@@ -141,9 +148,10 @@ def npz(
                                      "file's val split, or 0.2 of train without one)."),
     seed: int = typer.Option(0, help="Seed of the validate hold-out."),
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each split (quick runs)."),
+    force: bool = FORCE,
 ) -> None:
     """Images and clean labels as numpy arrays (MedMNIST layout): ground truth, no label sets yet."""
     from ltvcli.ingest.npz import ingest_npz
 
     _done(ingest_npz(path=path, out=out, task=task, classes=_names(classes) or None, val_fraction=val_fraction,
-                     seed=seed, limit=limit))
+                     seed=seed, limit=limit, force=force))

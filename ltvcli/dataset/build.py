@@ -30,6 +30,7 @@ from ltvcli import __version__, atomic
 from ltvcli.console import log, track, warn
 from ltvcli.dataset.format import FORMAT_VERSION, MANIFEST_COLUMNS, SPLITS, TASKS, Dataset, LabelSet
 from ltvcli.errors import LtvError
+from ltvcli.outputs import DATASET, check_output
 from ltvcli.workers import worker_pool
 
 PENDING, DONE, FAILED = 0, 1, 2
@@ -43,7 +44,10 @@ class DatasetSpec:
     ``labels`` is [N, M, C] int8 (multilabel) or [N, M] int16 (multiclass) in
     the order of ``label_sets``; ``manifest`` has one row per image with at
     least ``image_id``, ``split`` and ``source`` (the image file to decode, or
-    an empty string when ``pixels`` supplies the images).
+    an empty string when ``pixels`` supplies the images). ``refused`` maps
+    manifest rows whose source the ingest will not open (a path that leaves
+    the image folder) to the reason: they are never read, and end in
+    ``skipped.csv`` like an image that fails to decode.
     """
 
     task: str
@@ -57,6 +61,7 @@ class DatasetSpec:
     reports: pd.DataFrame | None = None
     source: dict = field(default_factory=dict)
     pixels: np.ndarray | None = None  # in-memory images (CIFAR-10); decoded from files otherwise
+    refused: dict[int, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Check shapes and values, so a bug in a source never produces a bad folder."""
@@ -111,64 +116,91 @@ def build_dataset(
     decode: Callable[[str, int, int], np.ndarray] | None = None,
     workers: int = 0,
     strict: bool = False,
+    force: bool = False,
 ) -> Dataset:
     """Decode the images of ``spec`` into a cache and publish the dataset folder at ``out``.
 
     ``decode(source, size, channels)`` turns one file into a uint8 array; it
     must be a module-level function (it runs in worker processes). With
     ``strict`` the first unreadable image stops the ingest; otherwise such
-    images are left out, counted, and listed in ``skipped.csv``.
+    images are left out, counted, and listed in ``skipped.csv``. An existing
+    dataset at ``out`` is replaced only with ``force`` (and nothing else ever
+    is: :func:`ltvcli.outputs.check_output`).
     """
+    out = check_output(out, DATASET, force=force)
     spec.validate()
     if size < 8:
         raise LtvError(f"--size must be at least 8 pixels, got {size}")
-    out = Path(out)
     staging = out.with_name(out.name + ".partial")
     manifest = _full_manifest(spec.manifest)
+    if strict and spec.refused:
+        index = min(spec.refused)
+        raise LtvError(f"{_image_name(manifest, index)}: {spec.refused[index]}; --strict stops here")
     shape = (len(manifest), size, size) + ((3,) if channels == 3 else ())
     fingerprint = _fingerprint(manifest, size, channels)
 
-    status = _open_staging(staging, fingerprint, len(manifest))
-    failures: dict[int, str] = {}
-    images = open_memmap(staging / "images.npy", mode="r+" if (staging / "images.npy").exists() else "w+",
-                         dtype=np.uint8, shape=shape)
-    if spec.pixels is not None:
-        images[:] = spec.pixels
-        status[:] = DONE
-    else:
-        if decode is None:
-            raise ValueError("decode is required when spec.pixels is None")
-        failures = _fill_images(manifest["source"].tolist(), images, status, staging, decode, size, channels,
-                                workers, strict)
-    images.flush()
-    del images
+    with atomic.writing(out):
+        status = _open_staging(staging, fingerprint, len(manifest))
+        failures: dict[int, str] = dict(spec.refused)
+        status[list(spec.refused)] = FAILED
+        images = open_memmap(staging / "images.npy", mode="r+" if (staging / "images.npy").exists() else "w+",
+                             dtype=np.uint8, shape=shape)
+        if spec.pixels is not None:
+            images[:] = spec.pixels
+            status[:] = DONE
+        else:
+            if decode is None:
+                raise ValueError("decode is required when spec.pixels is None")
+            failures |= _fill_images(manifest, images, status, staging, decode, size, channels, workers, strict)
+        images.flush()
+        del images
     keep = status == DONE
     skipped = manifest.loc[~keep, ["image_id", "source"]].copy()
     if len(skipped):
         skipped["reason"] = [failures.get(i, "not decoded") for i in np.flatnonzero(~keep)]
         warn(f"{len(skipped)} image(s) could not be read and were left out; see {out / 'skipped.csv'}")
-    if not keep.any():
-        raise LtvError("no image could be read; nothing was written (first failure: "
-                       f"{skipped['source'].iloc[0]}: {skipped['reason'].iloc[0]})")
-    _write_arrays(spec, manifest, keep, staging, skipped)
-    meta = _metadata(spec, manifest[keep], size, channels)
-    (staging / "status.npy").unlink()
-    (staging / "plan.json").unlink()
-    atomic.write_json(staging / "dataset.json", meta)
-    atomic.replace_dir(staging, out)
+    if not keep.any():  # nothing to resume either: a re-run retries every image
+        shutil.rmtree(staging, ignore_errors=True)
+        first = int(np.flatnonzero(~keep)[0])
+        raise LtvError(f"no image could be read; nothing was written (first failure: {_image_name(manifest, first)}: "
+                       f"{_private(failures.get(first, 'not decoded'), manifest['source'].iloc[first])})")
+    with atomic.writing(out):
+        _write_arrays(spec, manifest, keep, staging, skipped)
+        meta = _metadata(spec, manifest[keep], size, channels)
+        (staging / "status.npy").unlink()
+        (staging / "plan.json").unlink()
+    atomic.write_json(staging / DATASET.marker, meta)
+    check_output(out, DATASET, force=force)  # again: the folder may have appeared while the images were decoded
+    atomic.replace_dir(staging, out, DATASET.marker)
     log(f"wrote {out} ({meta['n_images']} images, {len(spec.label_sets)} label sets)")
     return Dataset.open(out)
+
+
+def _image_name(manifest: pd.DataFrame, index: int) -> str:
+    """How messages name one image: its position and the dataset's own id, never its source path.
+
+    A MIMIC source path holds the patient's subject id (``files/p10/p10000032/...``).
+    """
+    return f"image {index + 1} of {len(manifest)} (id {manifest['image_id'].iloc[index]!r})"
+
+
+def _private(reason: str, source: str) -> str:
+    """A decoder's message with the image's path cut to its file name (decoders often quote the path)."""
+    return reason.replace(source, Path(source).name) if source else reason
 
 
 def _open_staging(staging: Path, fingerprint: str, n: int) -> np.ndarray:
     """Return the per-image status array of the staging folder, resuming when the plan matches."""
     plan_file = staging / "plan.json"
     if staging.exists():
+        if not plan_file.is_file() and any(staging.iterdir()):
+            raise LtvError(f"{staging}: exists and was not left by an ltv ingest (no plan.json); move it away, "
+                           "ltv writes its unfinished dataset there")
         try:
             same_plan = json.loads(plan_file.read_text())["fingerprint"] == fingerprint
             status = np.load(staging / "status.npy")
             same_plan = same_plan and status.shape == (n,)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             same_plan = False
         if same_plan:
             done = int((status == DONE).sum())
@@ -194,10 +226,11 @@ def _decode_one(job: tuple[int, str, Callable, int, int]) -> tuple[int, np.ndarr
         return index, None, f"{type(exc).__name__}: {exc}"
 
 
-def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, staging: Path,
+def _fill_images(manifest: pd.DataFrame, images: np.ndarray, status: np.ndarray, staging: Path,
                  decode: Callable, size: int, channels: int, workers: int, strict: bool) -> dict[int, str]:
     """Decode every pending image into ``images``; save progress after each chunk."""
-    pending = np.flatnonzero(status != DONE)
+    sources = manifest["source"].tolist()
+    pending = np.flatnonzero(status == PENDING)
     failures: dict[int, str] = {}
     jobs = ((int(i), sources[i], decode, size, channels) for i in pending)
     with track(len(pending), "decoding images") as advance, _mapper(workers) as mapper:
@@ -211,7 +244,8 @@ def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, sta
                     failures[index] = error
                     if strict:
                         _save_status(images, status, staging)
-                        raise LtvError(f"{sources[index]}: cannot read image ({error}); --strict stops here")
+                        raise LtvError(f"{_image_name(manifest, index)}: cannot read the image "
+                                       f"({_private(error, sources[index])}); --strict stops here")
             _save_status(images, status, staging)
             advance(len(chunk))
     return failures

@@ -34,6 +34,8 @@ from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
 from ltvcli.ingest.images import default_workers, load_image
+from ltvcli.ingest.paths import outside_reason
+from ltvcli.outputs import DATASET, check_output
 
 LABELLERS = ("negbio", "chexpert")
 IMAGE_FORMATS = ("auto", "jpg", "dcm")
@@ -45,7 +47,7 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
                  size: int = 256, views: Sequence[str] = ("PA", "AP"), uncertain: Sequence[str] = ("u0", "u1"),
                  blank: str = "0", ground_truth: Path | None = None, reports: Path | None = None,
                  image_format: str = "auto", workers: int | None = None, strict: bool = False,
-                 missing_labels: str = "error") -> Dataset:
+                 missing_labels: str = "error", force: bool = False) -> Dataset:
     """Ingest MIMIC-CXR into the dataset folder ``out`` and return it opened.
 
     ``views`` keeps images whose ViewPosition is one of them (``("all",)``
@@ -53,13 +55,14 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
     sets per labeller; ``blank`` is what a not-mentioned finding becomes
     (``"0"``, ``"1"`` or ``"ignore"`` = missing). ``missing_labels="skip"``
     leaves out images whose study has no row in a label CSV (with a counted
-    warning) instead of stopping.
+    warning) instead of stopping. ``force`` replaces an existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[metadata, split, negbio, chexpert, images, ground_truth, reports], force=force)
     spec = mimic_spec(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert, images=images,
                       views=views, uncertain=uncertain, blank=blank, ground_truth=ground_truth, reports=reports,
                       image_format=image_format, missing_labels=missing_labels)
     return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+                         strict=strict, force=force)
 
 
 def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path,
@@ -86,10 +89,10 @@ def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, ima
         known = set(all_images["dicom_id"] if hand.per_image else all_images["study_id"])
         truth = handlabels.align(hand, frame["dicom_id"].tolist(), frame["study_id"].tolist(), known)
     label_sets, labels = label_sets_from_raw(list(LABELLERS), raw, uncertain, blank)
-    manifest = _manifest(frame, images, Path(reports) if reports is not None else images, image_format)
+    manifest, refused = _manifest(frame, images, Path(reports) if reports is not None else images, image_format)
     return DatasetSpec(
         task="multilabel", classes=list(FINDINGS), manifest=manifest, label_sets=label_sets, labels=labels,
-        ground_truth=truth, labellers=list(LABELLERS), raw_labels=raw,
+        ground_truth=truth, labellers=list(LABELLERS), raw_labels=raw, refused=refused,
         source={"name": "mimic-cxr", "metadata": str(metadata), "split": str(split),
                 **{labeller: str(path) for labeller, path in label_files.items()},
                 "images": str(images), "ground_truth": str(ground_truth) if ground_truth else None,
@@ -172,18 +175,33 @@ def _read_labels(path: Path) -> tuple[list[str], np.ndarray]:
     return frame["study_id"].str.strip().tolist(), codes
 
 
-def _manifest(frame: pd.DataFrame, images: Path, reports: Path, image_format: str) -> pd.DataFrame:
-    """One manifest row per image: ids, split, view, the image file and the report file (if it exists)."""
-    study_dirs = [Path("files", f"p{subject[:2]}", f"p{subject}", f"s{study}")
+def _manifest(frame: pd.DataFrame, images: Path, reports: Path,
+              image_format: str) -> tuple[pd.DataFrame, dict[int, str]]:
+    """One manifest row per image: ids, split, view, the image file and the report file (if it exists).
+
+    Also the rows whose ids would make a path outside the image folder (see
+    :mod:`ltvcli.ingest.paths`), with why: neither their image nor their
+    report is looked at.
+    """
+    study_dirs = [f"files/p{subject[:2]}/p{subject}/s{study}"
                   for subject, study in zip(frame["subject_id"].str.strip(), frame["study_id"].str.strip())]
-    sources = [_image_file(images / folder / dicom_id, image_format)
-               for folder, dicom_id in zip(study_dirs, frame["dicom_id"])]
-    report_files = [reports / folder.with_name(folder.name + ".txt") for folder in study_dirs]
+    refused = {}
+    sources, report_files = [], []
+    for position, (folder, dicom_id) in enumerate(zip(study_dirs, frame["dicom_id"])):
+        reason = outside_reason(f"{folder}/{dicom_id}")
+        if reason is not None:
+            refused[position] = reason
+            sources.append(str(images / folder / dicom_id))
+            report_files.append("")
+            continue
+        sources.append(_image_file(images / folder / dicom_id, image_format))
+        report = reports / f"{folder}.txt"
+        report_files.append(str(report) if report.is_file() else "")
     manifest = frame.rename(columns={"dicom_id": "image_id"})[["image_id", "study_id", "subject_id", "split",
                                                                  "view"]].copy()
     manifest["source"] = sources
-    manifest["report"] = [str(path) if path.is_file() else "" for path in report_files]
-    return manifest
+    manifest["report"] = report_files
+    return manifest, refused
 
 
 def _image_file(stem: Path, image_format: str) -> str:

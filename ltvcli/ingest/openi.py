@@ -31,6 +31,8 @@ from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
 from ltvcli.ingest.images import default_workers, load_image
+from ltvcli.ingest.paths import image_sources
+from ltvcli.outputs import DATASET, check_output
 
 FRONTAL_VIEWS = ("PA", "AP", "Frontal")
 IMAGE_ID_COLUMNS = ("image_id", "image", "filename", "ImageID", "dicom_id")
@@ -41,18 +43,20 @@ REPORT_SECTIONS = ("FINDINGS", "IMPRESSION")
 
 def ingest_openi(*, reports: Path, images: Path, out: Path, projections: Path | None = None,
                  views: Sequence[str] = FRONTAL_VIEWS, ground_truth: Path | None = None, size: int = 256,
-                 workers: int | None = None, strict: bool = False) -> Dataset:
+                 workers: int | None = None, strict: bool = False, force: bool = False) -> Dataset:
     """Ingest OpenI into ``out``: frontal images, split ``test``, inline report text, hand labels as ground truth.
 
     ``reports`` is the folder of NLM XML reports or the Kaggle
     ``indiana_reports.csv``; ``projections`` is the Kaggle
     ``indiana_projections.csv`` or, for the XML layout, a view table.
-    ``views=("all",)`` keeps every image (then the XML layout needs no view table).
+    ``views=("all",)`` keeps every image (then the XML layout needs no view table). ``force`` replaces an
+    existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[reports, images, projections, ground_truth], force=force)
     spec = openi_spec(reports=reports, images=images, projections=projections, views=views,
                       ground_truth=ground_truth)
     return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+                         strict=strict, force=force)
 
 
 def openi_spec(*, reports: Path, images: Path, projections: Path | None = None,
@@ -63,24 +67,25 @@ def openi_spec(*, reports: Path, images: Path, projections: Path | None = None,
     if not images.is_dir():
         raise LtvError(f"{images}: no such image folder")
     if reports.is_dir():
-        all_images, texts = _xml_layout(reports, images)
+        all_images, texts = _xml_layout(reports)
         layout = "nlm-xml"
         frame = _attach_views(all_images, Path(projections)) if projections is not None else all_images
     elif reports.is_file():
         if projections is None:
             raise LtvError(f"{reports}: the Kaggle layout needs --projections indiana_projections.csv")
-        all_images, texts = _kaggle_layout(reports, Path(projections), images)
+        all_images, texts = _kaggle_layout(reports, Path(projections))
         layout = "kaggle-csv"
         frame = all_images
     else:
         raise LtvError(f"{reports}: no such reports folder (NLM XML) or reports CSV (Kaggle)")
     frame = _select_views(frame, views, reports)
     truth = _ground_truth(Path(ground_truth), frame, all_images) if ground_truth is not None else None
+    sources, refused = image_sources(images, frame["file"])
     manifest = pd.DataFrame({"image_id": frame["image_id"], "study_id": frame["report_id"], "subject_id": "",
-                             "split": "test", "view": frame["view"], "source": frame["source"], "report": ""})
+                             "split": "test", "view": frame["view"], "source": sources, "report": ""})
     return DatasetSpec(
         task="multilabel", classes=list(FINDINGS), manifest=manifest, label_sets=[],
-        labels=np.zeros((len(frame), 0, len(FINDINGS)), dtype=np.int8), ground_truth=truth,
+        labels=np.zeros((len(frame), 0, len(FINDINGS)), dtype=np.int8), ground_truth=truth, refused=refused,
         reports=pd.DataFrame({"image_id": frame["image_id"], "text": frame["report_id"].map(texts)}),
         source={"name": "openi", "layout": layout, "reports": str(reports), "images": str(images),
                 "projections": str(projections) if projections else None,
@@ -109,7 +114,7 @@ def report_key(uid: str) -> str:
 # ----------------------------------------------------------------------------- layouts
 
 
-def _xml_layout(folder: Path, images: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+def _xml_layout(folder: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """One row per parentImage of every report XML; report text per report id."""
     files = sorted(folder.glob("*.xml"), key=lambda p: (len(p.stem), p.stem))
     if not files:
@@ -118,7 +123,7 @@ def _xml_layout(folder: Path, images: Path) -> tuple[pd.DataFrame, dict[str, str
     for path in files:
         uid, sections, image_ids = _parse_report_xml(path)
         texts[uid] = _report_text(sections)
-        rows += [{"image_id": image_id, "report_id": uid, "view": "", "source": str(images / f"{image_id}.png")}
+        rows += [{"image_id": image_id, "report_id": uid, "view": "", "file": f"{image_id}.png"}
                  for image_id in image_ids]
     if not rows:
         raise LtvError(f"{folder}: the report files list no parentImage")
@@ -145,7 +150,7 @@ def _report_text(sections: dict[str, str]) -> str:
     return "\n".join(f"{name}: {sections[name]}" for name in REPORT_SECTIONS if sections.get(name))
 
 
-def _kaggle_layout(reports: Path, projections: Path, images: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+def _kaggle_layout(reports: Path, projections: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     table = csvio.read_table(reports, required=("uid", "findings", "impression"), what="reports CSV")
     csvio.require_nonblank(table, "uid", reports)
     csvio.require_unique(table, "uid", reports)
@@ -160,7 +165,7 @@ def _kaggle_layout(reports: Path, projections: Path, images: Path) -> tuple[pd.D
         raise LtvError(f"{projections}: {count} row(s) with a uid that is not in {reports.name} (first: {first!r})")
     frame = pd.DataFrame({"image_id": views["filename"].map(image_key), "report_id": report_ids,
                           "view": views["projection"].str.strip(),
-                          "source": [str(images / name.strip()) for name in views["filename"]]})
+                          "file": views["filename"].str.strip()})
     csvio.require_unique(frame, "image_id", projections)
     return frame, texts
 

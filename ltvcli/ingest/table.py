@@ -34,6 +34,8 @@ from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
 from ltvcli.ingest.handlabels import parse_binary
 from ltvcli.ingest.images import default_workers, load_image
+from ltvcli.ingest.paths import image_sources
+from ltvcli.outputs import DATASET, check_output
 
 SET_SEPARATOR = ":"
 RESERVED = ("image", "split")
@@ -68,20 +70,22 @@ class Table:
 def ingest_table(labels: Path, *, images: Path, out: Path, ground_truth: Path | None = None, task: str = "auto",
                  classes: Sequence[str] | None = None, channels: int = 1, size: int = 256,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-                 workers: int | None = None, strict: bool = False) -> Dataset:
+                 workers: int | None = None, strict: bool = False, force: bool = False) -> Dataset:
     """Ingest a wide or long label table (CSV or Parquet) whose ``image`` column names files under ``images``.
 
     ``task`` is ``auto`` (from the columns), ``multilabel`` or ``multiclass``;
     ``classes`` fixes the class names and their order (otherwise they are
     taken from the file). Without a ``split`` column, ``val_fraction`` and
     ``test_fraction`` of the images are drawn (seeded) for validate and test.
+    ``force`` replaces an existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[labels, images, ground_truth], force=force)
     if channels not in (1, 3):
         raise LtvError(f"--channels must be 1 or 3; got {channels}")
     spec = table_spec(labels, images=images, ground_truth=ground_truth, task=task, classes=classes,
                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     return build_dataset(spec, out, size=size, channels=channels, decode=load_image,
-                         workers=default_workers(workers), strict=strict)
+                         workers=default_workers(workers), strict=strict, force=force)
 
 
 def table_spec(labels: Path, *, images: Path, ground_truth: Path | None = None, task: str = "auto",
@@ -103,13 +107,14 @@ def table_spec(labels: Path, *, images: Path, ground_truth: Path | None = None, 
     sets = list(dict.fromkeys(column.label_set for column in table.columns))
     label_values = encode(table, names, sets)
     truth_values = encode(truth, names, ["ground truth"], table.images)[:, 0] if truth else None
+    sources, refused = image_sources(images, table.images)
     manifest = pd.DataFrame({"image_id": table.images, "split": _splits(table, val_fraction, test_fraction, seed),
-                             "source": [str(images / name) for name in table.images]})
+                             "source": sources})
     log(f"{len(table.images)} images, {len(sets)} label sets, {len(names)} classes ({table.task})")
     return DatasetSpec(
         task=table.task, classes=names, manifest=manifest,
         label_sets=[LabelSet(name=name, labeller=name) for name in sets], labels=label_values,
-        ground_truth=truth_values,
+        ground_truth=truth_values, refused=refused,
         source={"name": "table", "labels": str(labels), "images": str(images),
                 "ground_truth": str(ground_truth) if ground_truth else None, "task": table.task,
                 "split": "column" if "split" in table.frame else
@@ -122,7 +127,7 @@ def table_spec(labels: Path, *, images: Path, ground_truth: Path | None = None, 
 
 def read_label_table(path: Path, *, task: str = "auto", ground_truth: bool = False) -> Table:
     """Read a labels file (or, with ``ground_truth``, a file without labellers) and find its layout."""
-    what = "ground-truth file" if ground_truth else "labels file"
+    what = "ground-truth" if ground_truth else "labels"
     frame = csvio.read_table(path, required=("image",), what=what)
     csvio.require_nonblank(frame, "image", path)
     frame["image"] = frame["image"].str.strip()
