@@ -45,7 +45,14 @@ def read_table(path: str | Path, *, required: Sequence[str] = (), what: str = "t
         raise LtvError(f"{_undecodable(path)}: not UTF-8 text; save the {what} as UTF-8 CSV") from None
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise LtvError(f"{path}: cannot read the {what} ({_first_line(exc)})") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the cells beyond the header for an index
+        raise LtvError(f"{path}, line 2: {len(frame.columns) + frame.index.nlevels} cells under a header of "
+                       f"{len(frame.columns)} columns; every row needs one cell per column (a comma inside a cell "
+                       "must be quoted)")
     frame.columns = [str(c).strip() for c in frame.columns]
+    repeated = frame.columns[frame.columns.duplicated()]
+    if len(repeated):
+        raise LtvError(f"{path}: column {repeated[0]!r} appears more than once in the header")
     require_columns(frame, required, path)
     if frame.empty:
         raise LtvError(f"{path}: the {what} file has a header ({_found(frame)}) but no rows")

@@ -135,7 +135,7 @@ def read_label_table(path: Path, *, task: str = "auto", ground_truth: bool = Fal
     found, columns = _long_columns(frame, path, ground_truth) if long else _wide_columns(frame, path, ground_truth,
                                                                                          task)
     if task != "auto" and found != task:
-        raise LtvError(f"{path}: the columns ({', '.join(frame.columns)}) are those of a {found} table, "
+        raise LtvError(f"{path}: the columns ({', '.join(map(repr, frame.columns))}) are those of a {found} table, "
                        f"not {task}; see docs/ingest.md for the layouts")
     if not columns:
         raise LtvError(f"{path}: no label columns besides {', '.join(c for c in RESERVED if c in frame)}")
@@ -152,7 +152,7 @@ def _long_columns(frame: pd.DataFrame, path: Path, ground_truth: bool) -> tuple[
         task, value = "multilabel", "value"
     else:
         raise LtvError(f"{path}: a long labels table needs columns image, labeller and either label (multi-class) "
-                       f"or finding, value (multi-label); found {', '.join(frame.columns)}")
+                       f"or finding, value (multi-label); found {', '.join(map(repr, frame.columns))}")
     for key in keys:
         csvio.require_nonblank(frame, key, path)
         frame[key] = frame[key].str.strip()

@@ -137,7 +137,7 @@ def _read_npz(file: Path) -> EmbeddingTable:
         with np.load(file, allow_pickle=False) as data:
             id_column = _id_column(data.files, file)
             if EMBEDDINGS_KEY not in data.files:
-                raise LtvError(f"{file}: no {EMBEDDINGS_KEY!r} array; found {', '.join(data.files)}")
+                raise LtvError(f"{file}: no {EMBEDDINGS_KEY!r} array; found {', '.join(map(repr, data.files))}")
             ids, vectors = data[id_column], data[EMBEDDINGS_KEY]
     except ValueError as exc:
         raise LtvError(f"{file}: cannot read ({str(exc).strip().splitlines()[0]}); store ids as a string array, "
