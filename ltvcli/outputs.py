@@ -92,21 +92,24 @@ def check_output(path: str | os.PathLike, kind: OutputKind, *, inputs: Iterable[
     Nothing is created or changed.
     """
     path = Path(path)
-    if path.is_symlink():
-        raise OptionError(parameter, f"{path}: is a symbolic link; give the path it points to, or a new path")
-    _check_inputs(path, inputs, parameter)
-    if path.exists():
-        _check_existing(path, kind, force, reuse, parameter)
-    _check_writable(path, reuse, parameter)
+    try:
+        if path.is_symlink():
+            raise OptionError(parameter, f"{path}: is a symbolic link; give the path it points to, or a new path")
+        _check_inputs(path, inputs, parameter)
+        if path.exists():
+            _check_existing(path, kind, force, reuse, parameter)
+        _check_writable(path, reuse, parameter)
+    except OSError as exc:  # a folder on the way that cannot even be looked into
+        raise OptionError(parameter, f"{path}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 
 def _check_inputs(path: Path, inputs: Iterable[str | os.PathLike | None], parameter: str) -> None:
-    target = path.resolve()
+    target = _real(path)
     for item in inputs:
         if item is None or str(item) == "":
             continue
-        source = Path(item).resolve()
+        source = _real(Path(item))
         if target == source:
             raise OptionError(parameter, f"{path}: is {item}, which this command reads; choose another path")
         if source.is_relative_to(target):
@@ -115,6 +118,14 @@ def _check_inputs(path: Path, inputs: Iterable[str | os.PathLike | None], parame
         if target.is_relative_to(source):
             raise OptionError(parameter, f"{path}: lies inside {item}, which this command reads; choose a path "
                                          "outside the inputs")
+
+
+def _real(path: Path) -> Path:
+    """``path`` with links followed where they can be (a link loop stays as written)."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        return path.absolute()
 
 
 def _check_existing(path: Path, kind: OutputKind, force: bool, reuse: bool, parameter: str) -> None:

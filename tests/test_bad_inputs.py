@@ -670,8 +670,13 @@ CASES: list[Case] = (ingest_cases() + output_rule_cases() + read_only_cases() + 
 
 @dataclass
 class Outcome:
-    kind: str  # clean | traceback | silent | destroyed | unclear
+    kind: str  # one of KINDS
     detail: str
+    files_destroyed: int = 0  # files removed or changed outside what the command may leave
+
+
+#: How a case can end; only the first two pass.
+KINDS = ("clean error", "clean result", "traceback", "silent accept", "destroyed", "unclear", "skipped")
 
 
 def snapshot(roots: list[Path]) -> dict[str, tuple]:
@@ -711,14 +716,14 @@ def run_case(case: Case, world: World, folder: Path) -> Outcome:
     changed = [p for p in before if p in after and before[p] != after[p]]
     created = [p for p in after if p not in before and not any(p == a or p.startswith(a + os.sep) for a in allowed)]
     if removed or changed:
-        return Outcome("destroyed", f"removed {removed[:3]}, changed {changed[:3]}")
+        return Outcome("destroyed", f"removed {removed[:3]}, changed {changed[:3]}", len(removed) + len(changed))
     if call.ok:
         missing = [text for text in call.expect if text not in output]
         if result.exit_code != 0 or missing:
             return Outcome("unclear", f"expected success saying {missing}; exit {result.exit_code}:\n{output}")
-        return Outcome("clean", "succeeded")
+        return Outcome("clean result", f"succeeded, saying {call.expect}")
     if result.exit_code == 0:
-        return Outcome("silent", output)
+        return Outcome("silent accept", output)
     if created:
         return Outcome("destroyed", f"created {created[:3]} (half-written output)")
     lines = [line for line in output.splitlines() if line.startswith("error:")]
@@ -728,7 +733,7 @@ def run_case(case: Case, world: World, folder: Path) -> Outcome:
     leaked = [text for text in [*call.forbid, *NEVER_SAID] if text in lines[0]]
     if missing or leaked or result.exit_code != 2:
         return Outcome("unclear", f"exit {result.exit_code}; missing {missing}; leaked {leaked}: {lines[0]}")
-    return Outcome("clean", lines[0])
+    return Outcome("clean error", lines[0])
 
 
 @contextmanager
@@ -779,7 +784,7 @@ def test_the_corpus_is_large_and_names_are_unique():
                                                if c.xfail else []) for c in CASES])
 def test_bad_input_ends_in_one_clean_line_and_touches_nothing(case, world, tmp_path):
     outcome = run_case(case, world, tmp_path)
-    assert outcome.kind == "clean", f"{outcome.kind}: {outcome.detail}"
+    assert outcome.kind in ("clean error", "clean result"), f"{outcome.kind}: {outcome.detail}"
 
 
 # ----------------------------------------------------------------------------- the tally
@@ -790,7 +795,9 @@ def main(verbose: bool = False) -> int:
 
     ``-v`` also prints each clean case's error line, for reading the messages.
     """
-    counts: dict[str, int] = {}
+    counts = dict.fromkeys(KINDS, 0)
+    expected_failures: dict[str, int] = {}
+    destroyed = 0
     with tempfile.TemporaryDirectory() as tmp:
         world = World(Path(tmp) / "world")
         for number, case in enumerate(CASES):
@@ -800,15 +807,21 @@ def main(verbose: bool = False) -> int:
                 outcome = run_case(case, world, folder)
             except pytest.skip.Exception as exc:
                 outcome = Outcome("skipped", str(exc))
-            key = f"{outcome.kind} (expected: {case.xfail})" if case.xfail else outcome.kind
-            counts[key] = counts.get(key, 0) + 1
-            if outcome.kind != "clean" or verbose:
+            destroyed += outcome.files_destroyed
+            if case.xfail:
+                key = f"{outcome.kind} (expected until: {case.xfail})"
+                expected_failures[key] = expected_failures.get(key, 0) + 1
+            else:
+                counts[outcome.kind] += 1
+            clean = outcome.kind in ("clean error", "clean result")
+            if not clean or verbose:
                 print(f"[{outcome.kind}] {case.name}: {outcome.detail.splitlines()[0] if outcome.detail else ''}")
     print(f"\n{len(CASES)} cases")
-    for kind in ("clean", "traceback", "silent", "destroyed", "unclear", "skipped"):
-        print(f"  {kind:10s} {counts.pop(kind, 0)}")
-    for key, count in counts.items():
-        print(f"  {key} {count}")
+    for kind, count in counts.items():
+        print(f"  {kind:15s} {count}")
+    for key, count in expected_failures.items():
+        print(f"  {key}: {count}")
+    print(f"  files destroyed {destroyed}")
     return 0
 
 

@@ -50,8 +50,9 @@ def test_rgb_planes_are_unpacked_in_the_right_order(cli, tmp_path):
 
 def test_limit_val_fraction_and_seed(cli, tmp_path):
     write_cifar10(tmp_path / "src", per_batch=20)
-    cli("ingest", "cifar10", "--root", tmp_path / "src", "--out", tmp_path / "a", "--limit", "4", "--val-fraction", "0.5")
-    cli("ingest", "cifar10", "--root", tmp_path / "src", "--out", tmp_path / "b", "--limit", "4", "--val-fraction", "0.5",
+    root = tmp_path / "src"
+    cli("ingest", "cifar10", "--root", root, "--out", tmp_path / "a", "--limit", "4", "--val-fraction", "0.5")
+    cli("ingest", "cifar10", "--root", root, "--out", tmp_path / "b", "--limit", "4", "--val-fraction", "0.5",
         "--seed", "1")
     a, b = Dataset.open(tmp_path / "a"), Dataset.open(tmp_path / "b")
     assert len(a) == 24 and a.manifest["split"].tolist().count("validate") == 10
@@ -95,5 +96,6 @@ def test_bad_batches(cli, tmp_path, case, message):
             batch[b"labels"] = [3, 10]
         with open(tmp_path / "src" / name, "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
-    assert message in error_line(cli("ingest", "cifar10", "--root", tmp_path / "src", "--out", tmp_path / "ds", ok=False))
+    line = error_line(cli("ingest", "cifar10", "--root", tmp_path / "src", "--out", tmp_path / "ds", ok=False))
+    assert message in line
     assert not (tmp_path / "ds").exists()

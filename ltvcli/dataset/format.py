@@ -238,12 +238,22 @@ class Dataset:
                 texts.append(inline[image_id])
             elif report:
                 if report not in files:
-                    path = Path(report)
-                    files[report] = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+                    files[report] = _read_report(Path(report))
                 texts.append(files[report])
             else:
                 texts.append(None)
         return texts
+
+
+def _read_report(path: Path) -> str | None:
+    """A report file's text; None when it is gone or unreadable (counted as a missing report by callers).
+
+    Never an error message: the path of a MIMIC report holds the patient's subject id.
+    """
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _damaged(file: Path, problem: str) -> LtvError:
