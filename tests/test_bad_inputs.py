@@ -70,9 +70,10 @@ class World:
         for i, name in enumerate(("a.png", "b.png", "sub/c.png", "d.png", "e.png")):
             write_raster(self.images / name, pattern(i))
         write_raster(r / "outside" / "secret.png", pattern(9))  # what a '..' path would reach
+        # the long layout (image, labeller, label) needs no column declarations in any ltv version
         self.labels = write_csv(r / "labels.csv", pd.DataFrame({
-            "image": ["a.png", "b.png", "sub/c.png", "d.png", "e.png"], "r1": ["x", "y", "x", "y", "x"],
-            "r2": ["x", "x", "y", "y", "x"]}))
+            "image": ["a.png", "b.png", "sub/c.png", "d.png", "e.png"] * 2, "labeller": ["r1"] * 5 + ["r2"] * 5,
+            "label": ["x", "y", "x", "y", "x", "x", "x", "y", "y", "x"]}))
         self.mimic = write_mimic(r / "mimic", gz=False)
         self.kaggle_reports, self.kaggle_projections, self.kaggle_images = write_openi_kaggle(r / "openi-kaggle")
         self.xml_reports, self.xml_images, self.xml_views = write_openi_xml(r / "openi-xml")
@@ -316,7 +317,7 @@ def _link(link: Path, target: Path) -> Path:
 
 
 def ingest_cases() -> list[Case]:
-    header = "image,r1,r2\n"
+    header = "image,labeller,label\n"
     return [
         Case("ingest table: labels file missing", lambda w, d: Call(
             table(w, d / "none.csv", d / "out"), ["none.csv", "no such labels file"])),
@@ -327,36 +328,38 @@ def ingest_cases() -> list[Case]:
         Case("ingest table: random bytes", lambda w, d: Call(
             table(w, put(d / "l.csv", RANDOM), d / "out"), ["l.csv"])),
         Case("ingest table: a cell that is not UTF-8", lambda w, d: Call(
-            table(w, put(d / "l.csv", header.encode() + b"a.png,x,y\nb.png,x," + NOT_UTF8 + b"\n"), d / "out"),
-            ["l.csv", "line 3", "column 'r2'", "UTF-8"])),
+            table(w, put(d / "l.csv", header.encode() + b"a.png,r1,x\nb.png,r1," + NOT_UTF8 + b"\n"), d / "out"),
+            ["l.csv", "line 3", "column 'label'", "UTF-8"])),
         Case("ingest table: no image column", lambda w, d: Call(
-            table(w, put(d / "l.csv", "file,r1\na.png,x\n"), d / "out"), ["l.csv", "'image'", "'file'"])),
+            table(w, put(d / "l.csv", "file,labeller,label\na.png,r1,x\n"), d / "out"), ["l.csv", "'image'",
+                                                                                          "'file'"])),
         Case("ingest table: separated by semicolons", lambda w, d: Call(
-            table(w, put(d / "l.csv", "image;r1\na.png;x\n"), d / "out"), ["l.csv", "semicolons"])),
+            table(w, put(d / "l.csv", "image;labeller;label\na.png;r1;x\n"), d / "out"), ["l.csv", "semicolons"])),
         Case("ingest table: blank image cell", lambda w, d: Call(
-            table(w, put(d / "l.csv", header + "a.png,x,y\n,x,y\n"), d / "out"), ["l.csv", "line 3", "'image'"])),
+            table(w, put(d / "l.csv", header + "a.png,r1,x\n,r1,y\n"), d / "out"), ["l.csv", "line 3", "'image'"])),
         Case("ingest table: duplicate image", lambda w, d: Call(
-            table(w, put(d / "l.csv", header + "a.png,x,y\na.png,y,x\n"), d / "out"), ["l.csv", "line 3",
-                                                                                      "duplicate"])),
+            table(w, put(d / "l.csv", header + "a.png,r1,x\na.png,r1,y\n"), d / "out"), ["l.csv", "line 3",
+                                                                                         "duplicate"])),
         Case("ingest table: multi-label value 2", lambda w, d: Call(
-            table(w, put(d / "l.csv", "image,r1:cat,r1:dog\na.png,1,2\n"), d / "out"), ["l.csv", "line 2",
-                                                                                       "column 'r1:dog'"])),
-        Case("ingest table: multi-label table with a plain column", lambda w, d: Call(
-            table(w, put(d / "l.csv", "image,r1:cat,notes\na.png,1,hi\n"), d / "out"), ["l.csv", "'notes'"])),
+            table(w, put(d / "l.csv", "image,labeller,finding,value\na.png,r1,cat,1\na.png,r1,dog,2\n"), d / "out"),
+            ["l.csv", "line 3", "column 'value'"])),
+        Case("ingest table: long table without a label column", lambda w, d: Call(
+            table(w, put(d / "l.csv", "image,labeller,notes\na.png,r1,hi\n"), d / "out"),
+            ["l.csv", "long labels table"])),
         Case("ingest table: bad split value", lambda w, d: Call(
-            table(w, put(d / "l.csv", "image,r1,split\na.png,x,training\n"), d / "out"), ["l.csv", "line 2",
-                                                                                         "column 'split'"])),
+            table(w, put(d / "l.csv", "image,labeller,label,split\na.png,r1,x,training\n"), d / "out"),
+            ["l.csv", "line 2", "column 'split'"])),
         Case("ingest table: image path with '..' (--strict)", lambda w, d: Call(
-            table(w, put(d / "l.csv", "image,r1\na.png,x\n../outside/secret.png,y\n"), d / "out", "--strict"),
+            table(w, put(d / "l.csv", header + "a.png,r1,x\n../outside/secret.png,r1,y\n"), d / "out", "--strict"),
             ["image 2 of 2", "'..'", "--strict"])),
         Case("ingest table: every image path leaves the folder", lambda w, d: Call(
-            table(w, put(d / "l.csv", "image,r1\n../outside/secret.png,x\n/etc/hostname,y\n"), d / "out"),
+            table(w, put(d / "l.csv", header + "../outside/secret.png,r1,x\n/etc/hostname,r1,y\n"), d / "out"),
             ["no image could be read", "'..'"])),
         Case("ingest table: absolute image path (--strict)", lambda w, d: Call(
-            table(w, put(d / "l.csv", "image,r1\n/etc/hostname,x\n"), d / "out", "--strict"),
+            table(w, put(d / "l.csv", header + "/etc/hostname,r1,x\n"), d / "out", "--strict"),
             ["image 1 of 1", "absolute", "--strict"])),
         Case("ingest table: unreadable image (--strict)", lambda w, d: Call(
-            ["ingest", "table", put(d / "l.csv", "image,r1\nbad.png,x\n"), "--images",
+            ["ingest", "table", put(d / "l.csv", header + "bad.png,r1,x\n"), "--images",
              put(d / "imgs" / "bad.png", RANDOM).parent, "--out", d / "out", "--size", "8", "--workers", "0",
              "--strict"], ["image 1 of 1 (id 'bad.png')", "--strict"], forbid=[str(d / "imgs")],
             leaves=[d / "out.partial"])),

@@ -105,7 +105,7 @@ def test_read_table(world, data):
 
 
 @EXAMPLES
-@given(data=files(["image", "r1", "r2", "split"]))
+@given(data=files(["image", "labeller", "label", "split"]))
 def test_ingest_table_labels(world, data):
     path = _write(world, "labels.csv", data)
     loads_or_refuses_in_one_line(lambda: table_spec(path, images=world["root"] / "images"))

@@ -47,7 +47,8 @@ def test_table_paths_with_dots_or_absolute_are_skipped(cli, tmp_path, secret):
     write_raster(images / "a.png", pattern(0))
     write_raster(images / "b.png", pattern(1))
     labels = write_csv(tmp_path / "labels.csv", pd.DataFrame({
-        "image": ["a.png", "../outside/secret.png", str(secret), "b.png"], "reader": ["x", "y", "x", "y"]}))
+        "image": ["a.png", "../outside/secret.png", str(secret), "b.png"], "labeller": "r1",
+        "label": ["x", "y", "x", "y"]}))
     result = cli("ingest", "table", labels, "--images", images, "--out", tmp_path / "ds", "--size", "8",
                  "--workers", "0")
     assert "2 image(s) could not be read" in result.output
@@ -63,7 +64,8 @@ def test_a_link_inside_the_image_folder_is_followed(cli, tmp_path, secret):
     images = tmp_path / "images"
     write_raster(images / "a.png", pattern(0))
     (images / "linked.png").symlink_to(secret)
-    labels = write_csv(tmp_path / "labels.csv", pd.DataFrame({"image": ["a.png", "linked.png"], "reader": ["x", "y"]}))
+    labels = write_csv(tmp_path / "labels.csv", pd.DataFrame({"image": ["a.png", "linked.png"], "labeller": "r1",
+                                                               "label": ["x", "y"]}))
     cli("ingest", "table", labels, "--images", images, "--out", tmp_path / "ds", "--size", "8", "--workers", "0")
     assert list(Dataset.open(tmp_path / "ds").image_ids) == ["a.png", "linked.png"]
 

@@ -50,7 +50,8 @@ def test_workers_die_when_the_ingest_is_killed(tmp_path):
     names = [f"link{i}.png" for i in range(800)]
     for name in names:
         (images / name).symlink_to(images / "real.png")
-    labels = write_csv(tmp_path / "labels.csv", pd.DataFrame({"image": names, "reader": ["a", "b"] * 400}))
+    labels = write_csv(tmp_path / "labels.csv", pd.DataFrame({"image": names, "labeller": "r1",
+                                                               "label": ["a", "b"] * 400}))
     env = dict(os.environ, PYTHONPATH=str(Path(ltvcli.__file__).parents[1]))
     workers: set[int] = set()
     ingest = subprocess.Popen([sys.executable, "-m", "ltvcli", "ingest", "table", str(labels), "--images", str(images),
