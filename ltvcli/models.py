@@ -126,8 +126,14 @@ def _load_pretrained(resnet: nn.Module, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise LtvError(f"{path}: not a torch state dict ({type(exc).__name__})") from None
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = resnet.load_state_dict(state, strict=False)
+    if not isinstance(state, dict):
+        raise LtvError(f"{path}: holds a {type(state).__name__}, not a torch state dict")
+    state = {k: v for k, v in state.items() if not str(k).startswith("fc.")}
+    try:
+        missing, unexpected = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same names, other shapes: the weights of another network
+        raise LtvError(f"{path}: state dict does not fit this --arch ({str(exc).strip().splitlines()[-1].strip()})"
+                       ) from None
     if unexpected or [k for k in missing if not k.startswith("fc.")]:
         raise LtvError(f"{path}: state dict does not fit this --arch ({len(unexpected)} unexpected, "
                        f"{len(missing)} missing keys)")

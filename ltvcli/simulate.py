@@ -50,6 +50,7 @@ from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
 from ltvcli.dataset.format import MISSING
 from ltvcli.errors import LtvError
+from ltvcli.outputs import DATASET, check_output
 
 ANNOTATOR_TYPES = ("HS", "SF", "OC", "AD", "AVG")
 THUMBNAIL = 16  # side of the thumbnails the difficulty model sees
@@ -102,7 +103,10 @@ def flip_matrix(kind: str, noise: float) -> np.ndarray:
 
 def check_matrix(matrix: np.ndarray, n: int, name: str) -> np.ndarray:
     """Validate a user-supplied confusion matrix: n x n, non-negative, rows summing to 1."""
-    matrix = np.asarray(matrix, dtype=np.float64)
+    try:
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LtvError(f"confusion matrix {name!r}: not a table of numbers") from None
     if matrix.shape != (n, n):
         raise LtvError(f"confusion matrix {name!r}: shape {matrix.shape}, expected ({n}, {n})")
     if (matrix < 0).any():
@@ -122,6 +126,8 @@ def load_matrices(path: Path, n: int) -> dict[str, np.ndarray]:
         raise LtvError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise LtvError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise LtvError(f"{path}: cannot read a JSON text file ({type(exc).__name__})") from None
     if not isinstance(raw, dict) or not raw:
         raise LtvError(f"{path}: expected a JSON object mapping annotator names to matrices")
     return {name: check_matrix(value, n, f"{path}:{name}") for name, value in raw.items()}
@@ -201,7 +207,7 @@ def _thumbnails(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
 
 def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[str] | None = None,
                      noise: float = 0.3, seed: int = 0, matrices: Path | None = None,
-                     hardness: float = 0.0) -> Dataset:
+                     hardness: float = 0.0, force: bool = False) -> Dataset:
     """Write a copy of ``dataset`` whose label sets come from simulated annotators.
 
     ``annotators`` lists types, each optionally at its own level (``HS:0.3``;
@@ -209,8 +215,9 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
     (a JSON file) adds user-defined annotators. ``hardness`` > 0 gathers
     the errors on the images hardest to classify (see the module docstring).
     Ground truth, images and splits are kept; the original label sets are
-    replaced.
+    replaced. ``force`` replaces an existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[dataset, matrices], force=force)
     if not hardness >= 0:
         raise LtvError(f"--hardness must be 0 (errors on any image) or more, got {hardness}")
     source = Dataset.open(dataset)
@@ -237,7 +244,7 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
         source={"name": "simulate", "from": str(source.path), "noise": noise, "seed": seed,
                 "hardness": hardness, "matrices": {k: v.tolist() for k, v in named.items()}},
     )
-    return build_dataset(spec, out, size=source.image_size, channels=source.channels)
+    return build_dataset(spec, out, size=source.image_size, channels=source.channels, force=force)
 
 
 def annotator_matrices(kinds: list[str], source: Dataset, noise: float) -> dict[str, np.ndarray]:

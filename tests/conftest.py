@@ -46,6 +46,7 @@ def make_dataset(
     noise: tuple[float, ...] | None = None,
     seed: int = 0,
     splits: tuple[float, float] = (0.6, 0.2),
+    force: bool = False,
 ):
     """A learnable toy dataset: class c is drawn as a bright block in region c of the image.
 
@@ -87,7 +88,7 @@ def make_dataset(
         pixels=pixels,
         source={"name": "generated"},
     )
-    return build_dataset(spec, out, size=size, channels=channels)
+    return build_dataset(spec, out, size=size, channels=channels, force=force)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from conftest import make_dataset
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
 from ltvcli.dataset.format import as_targets
 from ltvcli.dataset.labelsets import apply_policy, label_sets_from_raw, parse_raw_value
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 
 
 def test_built_folder_round_trips(tmp_path):
@@ -42,9 +42,12 @@ def test_other_format_version_is_refused(tmp_path):
         Dataset.open(tmp_path / "d")
 
 
-def test_rebuild_replaces_old_folder_whole(tmp_path):
+def test_rebuild_replaces_old_folder_whole_only_with_force(tmp_path):
     make_dataset(tmp_path / "d", n=10, seed=1)
-    ds = make_dataset(tmp_path / "d", n=30, seed=2)
+    with pytest.raises(OptionError, match="force is needed to replace .*d, which already holds an ltv dataset"):
+        make_dataset(tmp_path / "d", n=30, seed=2)
+    assert len(Dataset.open(tmp_path / "d")) == 10
+    ds = make_dataset(tmp_path / "d", n=30, seed=2, force=True)
     assert len(Dataset.open(tmp_path / "d")) == 30 == len(ds)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 

@@ -177,6 +177,24 @@ def test_label_sets_are_scored_with_missing_entries_left_out(cli, tmp_path):
         assert paired.difference == pytest.approx(paired.value_a - 1.0)
 
 
+@pytest.mark.parametrize("task", ["multilabel", "multiclass"])
+def test_a_label_set_without_labels_on_the_split_is_reported_not_crashed_on(cli, tmp_path, task):
+    """Crowd annotators often label the training images only: their column is empty on test, the others count."""
+    ds = make_dataset(tmp_path / "ds", task=task, n=40)
+    labels = np.load(ds.path / "labels.npy")
+    labels[ds.indices("test"), 1] = -1  # set1 labelled no test image
+    np.save(ds.path / "labels.npy", labels)
+    result = cli("evaluate", "-d", ds.path, "--bootstrap", 20, "--compare", "set0", "set1", "--out", tmp_path / "out")
+    assert "label set 'set1': no labels on this split" in result.output
+    scores = pd.read_csv(tmp_path / "out" / ("auc.csv" if task == "multilabel" else "accuracy.csv"))
+    empty, scored = scores[scores.model == "set1"], scores[scores.model == "set0"]
+    value = "auc" if task == "multilabel" else "value"
+    assert empty[value].isna().all() and empty.note.str.contains("no labels on this split").any()
+    assert scored[value].notna().any()
+    comparison = pd.read_csv(tmp_path / "out" / "comparison.csv")
+    assert comparison.difference.isna().all() and comparison.note.notna().all()
+
+
 def test_study_keyed_labels_label_every_image_of_the_study(cli, tmp_path):
     ds = finding_dataset(tmp_path / "ds")
     rng = np.random.default_rng(5)

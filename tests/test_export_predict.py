@@ -90,7 +90,8 @@ def test_unknown_table_format_is_refused_before_any_work(cli, tmp_path, data, lt
 
 
 def test_a_folder_that_is_not_a_run_is_an_error(cli, tmp_path, data):
-    result = cli("predict", tmp_path, data.path, "--out", tmp_path / "p.csv", ok=False)
+    (tmp_path / "not-a-run").mkdir()
+    result = cli("predict", tmp_path / "not-a-run", data.path, "--out", tmp_path / "p.csv", ok=False)
     assert result.exit_code == 2 and "not an ltv run folder" in result.output
 
 

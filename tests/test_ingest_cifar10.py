@@ -15,8 +15,8 @@ from helpers_ingest import CIFAR_CLASSES, error_line, write_cifar10
 
 
 def test_batches_become_a_multiclass_dataset_with_ground_truth(cli, tmp_path):
-    expected = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=10)
-    cli("ingest", "cifar10", "--root", tmp_path, "--out", tmp_path / "ds")  # the archive's parent folder works
+    expected = write_cifar10(tmp_path / "download" / "cifar-10-batches-py", per_batch=10)
+    cli("ingest", "cifar10", "--root", tmp_path / "download", "--out", tmp_path / "ds")  # the archive's parent works
     ds = Dataset.open(tmp_path / "ds")
     assert ds.task == "multiclass" and ds.classes == CIFAR_CLASSES
     assert ds.image_size == 32 and ds.channels == 3 and len(ds) == 60
@@ -34,24 +34,25 @@ def test_batches_become_a_multiclass_dataset_with_ground_truth(cli, tmp_path):
 
 def test_rgb_planes_are_unpacked_in_the_right_order(cli, tmp_path):
     """Row = 1024 red, 1024 green, 1024 blue bytes, each plane row-major."""
-    write_cifar10(tmp_path, per_batch=1)
-    with open(tmp_path / "test_batch", "rb") as handle:
+    write_cifar10(tmp_path / "src", per_batch=1)
+    with open(tmp_path / "src" / "test_batch", "rb") as handle:
         batch = pickle.load(handle, encoding="bytes")
     row = np.zeros(3072, dtype=np.uint8)
     row[0], row[1024 + 1], row[2048 + 32] = 200, 150, 100  # red at (0,0), green at (0,1), blue at (1,0)
     batch[b"data"] = row[None]
-    with open(tmp_path / "test_batch", "wb") as handle:
+    with open(tmp_path / "src" / "test_batch", "wb") as handle:
         pickle.dump(batch, handle, protocol=2)
-    cli("ingest", "cifar10", "--root", tmp_path, "--out", tmp_path / "ds")
+    cli("ingest", "cifar10", "--root", tmp_path / "src", "--out", tmp_path / "ds")
     image = Dataset.open(tmp_path / "ds").images[-1]
     assert (image[0, 0, 0], image[0, 1, 1], image[1, 0, 2]) == (200, 150, 100)
     assert image.sum() == 450
 
 
 def test_limit_val_fraction_and_seed(cli, tmp_path):
-    write_cifar10(tmp_path, per_batch=20)
-    cli("ingest", "cifar10", "--root", tmp_path, "--out", tmp_path / "a", "--limit", "4", "--val-fraction", "0.5")
-    cli("ingest", "cifar10", "--root", tmp_path, "--out", tmp_path / "b", "--limit", "4", "--val-fraction", "0.5",
+    write_cifar10(tmp_path / "src", per_batch=20)
+    root = tmp_path / "src"
+    cli("ingest", "cifar10", "--root", root, "--out", tmp_path / "a", "--limit", "4", "--val-fraction", "0.5")
+    cli("ingest", "cifar10", "--root", root, "--out", tmp_path / "b", "--limit", "4", "--val-fraction", "0.5",
         "--seed", "1")
     a, b = Dataset.open(tmp_path / "a"), Dataset.open(tmp_path / "b")
     assert len(a) == 24 and a.manifest["split"].tolist().count("validate") == 10
@@ -60,15 +61,15 @@ def test_limit_val_fraction_and_seed(cli, tmp_path):
 
 
 def test_malicious_pickle_is_refused(cli, tmp_path):
-    write_cifar10(tmp_path, per_batch=2)
+    write_cifar10(tmp_path / "src", per_batch=2)
 
     class Exploit:
         def __reduce__(self):
             return os.system, ("touch " + str(tmp_path / "pwned"),)
 
-    with open(tmp_path / "data_batch_3", "wb") as handle:
+    with open(tmp_path / "src" / "data_batch_3", "wb") as handle:
         pickle.dump({b"data": Exploit()}, handle)
-    line = error_line(cli("ingest", "cifar10", "--root", tmp_path, "--out", tmp_path / "ds", ok=False))
+    line = error_line(cli("ingest", "cifar10", "--root", tmp_path / "src", "--out", tmp_path / "ds", ok=False))
     assert "data_batch_3: not a CIFAR-10 python batch (refusing to load" in line
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "ds").exists()
 
@@ -80,22 +81,23 @@ def test_malicious_pickle_is_refused(cli, tmp_path):
     ("not a pickle", "batches.meta: not a CIFAR-10 python batch"),
 ])
 def test_bad_batches(cli, tmp_path, case, message):
-    write_cifar10(tmp_path, per_batch=2)
+    write_cifar10(tmp_path / "src", per_batch=2)
     if case == "missing batch":
-        (tmp_path / "data_batch_5").unlink()
+        (tmp_path / "src" / "data_batch_5").unlink()
     elif case == "not a pickle":
-        (tmp_path / "batches.meta").write_text("hello")
+        (tmp_path / "src" / "batches.meta").write_text("hello")
     else:
         name = "data_batch_2" if case == "wrong shape" else "test_batch"
-        with open(tmp_path / name, "rb") as handle:
+        with open(tmp_path / "src" / name, "rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
         if case == "wrong shape":
             batch[b"data"] = batch[b"data"][:, :100]
         else:
             batch[b"labels"] = [3, 10]
-        with open(tmp_path / name, "wb") as handle:
+        with open(tmp_path / "src" / name, "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
-    assert message in error_line(cli("ingest", "cifar10", "--root", tmp_path, "--out", tmp_path / "ds", ok=False))
+    line = error_line(cli("ingest", "cifar10", "--root", tmp_path / "src", "--out", tmp_path / "ds", ok=False))
+    assert message in line
     assert not (tmp_path / "ds").exists()
 
 

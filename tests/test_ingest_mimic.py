@@ -191,7 +191,9 @@ def test_unreadable_image_is_skipped_or_fatal_with_strict(cli, source, tmp_path)
 
     result = ingest(cli, source, tmp_path / "strict", "--strict", ok=False)
     line = error_line(result)
-    assert str(bad) in line and "--strict" in line
+    # the dataset's own id and the image's position, never the path: it holds the subject id (p10000001)
+    assert f"image 2 of 5 (id '{DEFAULT_IMAGES[2].dicom_id}')" in line and "--strict" in line, line
+    assert DEFAULT_IMAGES[2].subject not in line and str(source.images) not in line
     assert not (tmp_path / "strict").exists()
 
 
@@ -315,7 +317,7 @@ def test_bad_input_gives_one_line_error_and_leaves_old_output_untouched(cli, sou
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     edit, message = BAD_INPUTS[case]
     edit(source)
-    line = error_line(ingest(cli, source, out, ok=False))
+    line = error_line(ingest(cli, source, out, "--force", ok=False))
     assert message in line, line
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not Path(str(out) + ".partial").exists()

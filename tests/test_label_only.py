@@ -87,11 +87,23 @@ def test_images_and_no_images_are_one_choice(cli, tmp_path, source):
 
 def test_a_label_only_ingest_replaces_an_interrupted_image_ingest(cli, tmp_path, source):
     labels, _ = source
+    (tmp_path / "no-images-here").mkdir()  # an image ingest that reads nothing leaves its resumable .partial
+    cli("ingest", "table", labels, "--images", tmp_path / "no-images-here", "--out", tmp_path / "ds", "--size", "8",
+        "--workers", "0", ok=False)
     stale = tmp_path / "ds.partial"
-    stale.mkdir()
-    (stale / "images.npy").write_bytes(b"half")
+    assert (stale / "images.npy").is_file()
     cli("ingest", "table", labels, "--no-images", "--out", tmp_path / "ds")
     assert not stale.exists() and not (tmp_path / "ds" / "images.npy").exists()
+
+
+def test_a_label_only_ingest_leaves_a_partial_folder_ltv_did_not_write(cli, tmp_path, source):
+    labels, _ = source
+    mine = tmp_path / "ds.partial"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    line = error_line(cli("ingest", "table", labels, "--no-images", "--out", tmp_path / "ds", ok=False))
+    assert "ds.partial" in line and "not left by an ltv ingest" in line
+    assert (mine / "notes.txt").read_text() == "mine" and not (tmp_path / "ds").exists()
 
 
 def test_a_version_1_folder_is_read_as_it_is(cli, tiny_dataset):

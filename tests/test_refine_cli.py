@@ -28,7 +28,8 @@ def refined(tmp_path_factory) -> tuple[Dataset, Path]:
 
 
 def _queue(cli, dataset: Dataset, root: Path, name: str, *args: str) -> tuple[pd.DataFrame, str]:
-    result = cli("refine", dataset.path, "--out", root / f"{name}.csv", "--run", root / "run", *FAST, *args)
+    result = cli("refine", dataset.path, "--out", root / f"{name}.csv", "--run", root / "run", "--force", *FAST,
+                 *args)
     return pd.read_csv(root / f"{name}.csv", dtype={"expert": str}, keep_default_na=False), result.output
 
 
@@ -147,7 +148,7 @@ def test_answered_entries_leave_the_next_queue(cli, refined):
     ("image_id,finding,expert\nimg0000,class0,maybe\n", "line 2: expert answer 'maybe' is not 1 or 0"),
     ("image_id,finding,expert\nimg0000,class0,1\nimg0000,class0,0\n", "lines 2 and 3 give different answers"),
     ("image_id,finding,expert\nimg0000,class0,\n", "blank in every row"),
-    ("", "the file is empty"),
+    ("", "the answered queue file is empty"),
 ])
 def test_bad_queue_files_get_one_line_errors(cli, tiny_dataset, tmp_path, content, message):
     bad = tmp_path / "bad.csv"
@@ -161,7 +162,7 @@ def test_bad_queue_files_get_one_line_errors(cli, tiny_dataset, tmp_path, conten
 
 def test_relabels_without_out_update_the_dataset_in_place(cli, tiny_dataset, tmp_path):
     result = cli("ingest", "relabels", tiny_dataset.path, tmp_path / "none.csv", ok=False)
-    assert result.exit_code == 2 and "none.csv: file not found" in result.output
+    assert result.exit_code == 2 and "none.csv: no such answered queue file" in result.output
     before = tiny_dataset.labels.copy()
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
     first.write_text("image_id,finding,expert\nimg0000,class0,1\n")
@@ -234,4 +235,4 @@ def test_run_folder_of_another_tool_is_refused(cli, tiny_dataset, tmp_path):
     (tmp_path / "run" / "config.json").write_text('{"classes": []}')
     result = cli("refine", tiny_dataset.path, "--budget", "2", "--out", tmp_path / "q.csv", "--run", tmp_path / "run",
                  *FAST, ok=False)
-    assert result.exit_code == 2 and "not an `ltv refine` run folder" in result.output
+    assert result.exit_code == 2 and "not an `ltv refine` selection run" in result.output

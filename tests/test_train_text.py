@@ -189,7 +189,7 @@ def test_a_text_run_needs_embeddings_where_it_predicts_and_exports(text_run, dat
 
     with_embeddings(cli, plain, tmp_path, dim=TEXT_DIM + 2)
     line = _one_line_error(cli("predict", text_run, plain.path, "--out", tmp_path / "p.csv", "--device", "cpu",
-                               ok=False))
+                               "--force", ok=False))
     assert f"{TEXT_DIM + 2} dims" in line and f"{TEXT_DIM}-dim" in line
 
 

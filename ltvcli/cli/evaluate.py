@@ -9,6 +9,8 @@ import typer
 
 from ltvcli.cli.app import app, command
 from ltvcli.evaluate import evaluate, print_result, write_outputs
+from ltvcli.evaluate.tables import split_name
+from ltvcli.outputs import EVALUATION, check_output
 
 
 @command(app, "evaluate")
@@ -34,11 +36,15 @@ def evaluate_command(
         None, "--out", "-o", help="Folder for auc.csv/accuracy.csv, evaluation.json, table.md, roc/*.png."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Which checkpoint of each run to score."),
     device: str = typer.Option("auto", "--device", help="Device for the runs' predictions: auto, cuda or cpu."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier evaluation folder at --out."),
 ) -> None:
     """ROC AUC per finding with bootstrap CIs (accuracy for multi-class), paired comparison with DeLong's test."""
+    if out is not None:  # before the work: a bad --out must not cost the evaluation
+        read = [split_name(spec)[1] for spec in [*(runs or ()), *(predictions or ())]] + [dataset, labels]
+        check_output(out, EVALUATION, inputs=read, force=force)
     result = evaluate(runs or (), dataset=dataset, labels=labels, predictions=predictions or (),
                       compare=compare if compare and compare[0] is not None else None, split=split,
                       n_boot=bootstrap, seed=seed, unknown_ids=unknown_ids, checkpoint=checkpoint, device=device)
     print_result(result)
     if out is not None:
-        write_outputs(result, out)
+        write_outputs(result, out, force=force)

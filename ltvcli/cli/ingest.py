@@ -11,7 +11,10 @@ from ltvcli.cli.app import command, ingest_app
 from ltvcli.console import log
 from ltvcli.errors import LtvError
 
-OUT = typer.Option(..., "--out", help="Dataset folder to write (replaced only when the new one is complete).")
+OUT = typer.Option(..., "--out", help="Dataset folder to write: a new or empty folder, or with --force an ltv "
+                                       "dataset (replaced only when the new one is complete).")
+FORCE = typer.Option(False, "--force", help="Replace the ltv dataset already at --out (nothing else is ever "
+                                            "replaced).")
 SIZE = typer.Option(256, "--size", help="Side of the square cache images, in pixels.")
 WORKERS = typer.Option(None, "--workers", help="Decoding processes (default: min(8, CPU count); 0 = this process).")
 DEVICE = typer.Option("cpu", "--device", help="cpu: decode in worker processes; cuda: decode JPEGs in batches "
@@ -70,6 +73,7 @@ def mimic(
     workers: Optional[int] = WORKERS,
     device: str = DEVICE,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """MIMIC-CXR / MIMIC-CXR-JPG: NegBio and CheXpert label sets per uncertainty policy, official split."""
     from ltvcli.ingest.mimic import ingest_mimic
@@ -78,7 +82,7 @@ def mimic(
                            images=_image_root(images, no_images), out=out,
                            size=size, views=_names(views), uncertain=_names(uncertain), blank=blank,
                            ground_truth=ground_truth, reports=reports, image_format=image_format, workers=workers,
-                           strict=strict, missing_labels=missing_labels, device=device)
+                           strict=strict, missing_labels=missing_labels, device=device, force=force)
     _done(dataset)
 
 
@@ -103,13 +107,14 @@ def openi(
     workers: Optional[int] = WORKERS,
     device: str = DEVICE,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """OpenI / Indiana University CXR (NLM XML or Kaggle CSV layout): a hand-labelled test set, split `test`."""
     from ltvcli.ingest.openi import ingest_openi
 
     dataset = ingest_openi(reports=reports, images=_image_root(images, no_images), out=out, projections=projections,
                            views=_names(views), ground_truth=ground_truth, mesh_map=mesh_map, size=size,
-                           workers=workers, strict=strict, device=device)
+                           workers=workers, strict=strict, device=device, force=force)
     _done(dataset)
 
 
@@ -143,6 +148,7 @@ def nih(
     workers: Optional[int] = WORKERS,
     device: str = DEVICE,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """NIH ChestX-ray14: NIH's NLP labels, Google's radiologists as labellers, their adjudication as ground truth."""
     from ltvcli.ingest.nih import ingest_nih
@@ -151,7 +157,7 @@ def nih(
                          train_val_list=train_val_list, test_list=test_list, readers=readers,
                          ground_truth=ground_truth, reader_sets=reader_sets, uncertain=_names(uncertain),
                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, size=size,
-                         workers=workers, strict=strict, device=device)
+                         workers=workers, strict=strict, device=device, force=force)
     _done(dataset)
 
 
@@ -179,6 +185,7 @@ def chexpert(
     workers: Optional[int] = WORKERS,
     device: str = DEVICE,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """CheXpert: the labeller's train.csv as U-Zeros / U-Ones label sets, valid.csv as ground truth, reader CSVs."""
     from ltvcli.ingest.chexpert import ingest_chexpert
@@ -186,7 +193,7 @@ def chexpert(
     dataset = ingest_chexpert(out=out, images=_image_root(images, no_images), train=train,
                               ground_truth=ground_truth, readers=readers, views=_names(views),
                               uncertain=_names(uncertain), blank=blank, val_fraction=val_fraction, seed=seed,
-                              size=size, workers=workers, strict=strict, device=device)
+                              size=size, workers=workers, strict=strict, device=device, force=force)
     _done(dataset)
 
 
@@ -223,6 +230,7 @@ def table(
     workers: Optional[int] = WORKERS,
     device: str = DEVICE,
     strict: bool = STRICT,
+    force: bool = FORCE,
 ) -> None:
     """Your own labellers' labels from a wide or long table, images from a folder."""
     from ltvcli.ingest.table import ingest_table
@@ -231,7 +239,7 @@ def table(
                            task=task, classes=_names(classes) if classes else None, labeller=labeller,
                            ignore=ignore, group=group, uncertain=_names(uncertain), channels=channels, size=size,
                            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, workers=workers,
-                           strict=strict, device=device)
+                           strict=strict, device=device, force=force)
     _done(dataset)
 
 
@@ -244,11 +252,13 @@ def cifar10(
     seed: int = typer.Option(0, help="Seed of the validate hold-out."),
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each batch (quick runs)."),
     no_images: bool = NO_IMAGES,
+    force: bool = FORCE,
 ) -> None:
     """CIFAR-10 python batches: 32x32 RGB, clean labels as ground truth, no label sets yet."""
     from ltvcli.ingest.cifar10 import ingest_cifar10
 
-    _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit, no_images=no_images))
+    _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit, no_images=no_images,
+                         force=force))
 
 
 @command(ingest_app, "npz")
@@ -264,9 +274,10 @@ def npz(
     seed: int = typer.Option(0, help="Seed of the validate hold-out."),
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each split (quick runs)."),
     no_images: bool = NO_IMAGES,
+    force: bool = FORCE,
 ) -> None:
     """Images and clean labels as numpy arrays (MedMNIST layout): ground truth, no label sets yet."""
     from ltvcli.ingest.npz import ingest_npz
 
     _done(ingest_npz(path=path, out=out, task=task, classes=_names(classes) or None, val_fraction=val_fraction,
-                     seed=seed, limit=limit, no_images=no_images))
+                     seed=seed, limit=limit, no_images=no_images, force=force))

@@ -15,6 +15,7 @@ from ltvcli.atomic import write_csv
 from ltvcli.cli.app import app, command, ingest_app
 from ltvcli.console import log
 from ltvcli.errors import LtvError
+from ltvcli.outputs import REFINE_RESULTS, REFINE_SUMMARY, check_output
 from ltvcli.refine import CoteachConfig, import_relabels, refine, simulate_refinement, summarize
 
 LABELS = typer.Option("majority", "--labels", help="Training label per entry: a label set name, or an aggregator "
@@ -57,12 +58,13 @@ def refine_command(
     mix_ratio: float = MIX, forget_rate: Optional[float] = FORGET, batch_size: int = BATCH, lr: float = LR,
     seed: int = typer.Option(0, "--seed", help="Seed of the networks, the batch order and random picks."),
     device: str = DEVICE, workers: int = WORKERS,
+    force: bool = typer.Option(False, "--force", help="Replace an earlier queue (and sheet) at --out."),
 ) -> None:
     """Rank the training labels an expert should re-read (co-teaching + VoG, then an active-learning score)."""
     config = _config(labels, arch, epochs, warmup, vog_epochs, mix_ratio, forget_rate, batch_size, lr, seed, device,
                      workers)
     queue = refine(dataset, out, budget=budget, config=config, strategy=strategy, candidates=candidates, run=run,
-                   sheet=sheet)
+                   sheet=sheet, force=force)
     sheet_note = f" and {out.with_suffix('.html')}" if sheet else ""
     log(f"wrote {out}{sheet_note}: {len(queue)} label(s) to re-read; fill the expert column, then run "
         f"`ltv ingest relabels {dataset} {out} --out NEW_DATASET`")
@@ -83,17 +85,21 @@ def refine_sim_command(
     labels: str = LABELS, arch: str = ARCH, epochs: int = EPOCHS, warmup: int = WARMUP, vog_epochs: int = VOG_EPOCHS,
     mix_ratio: float = MIX, forget_rate: Optional[float] = FORGET, batch_size: int = BATCH, lr: float = LR,
     device: str = DEVICE, workers: int = WORKERS,
+    force: bool = typer.Option(False, "--force", help="Replace earlier results at --out."),
 ) -> None:
     """Simulate the expert with the ground truth: label accuracy and test AUC/accuracy per round, vs random."""
     if out.suffix.lower() != ".csv":
         raise LtvError(f"--out {out}: results are written as CSV; give a path ending in .csv")
+    summary_path = out.with_name(out.stem + "_summary.csv")
+    check_output(out, REFINE_RESULTS, inputs=[dataset], force=force)
+    check_output(summary_path, REFINE_SUMMARY, inputs=[dataset], force=force)
     config = _config(labels, arch, epochs, warmup, vog_epochs, mix_ratio, forget_rate, batch_size, lr, 0, device,
                      workers)
     results = simulate_refinement(dataset, config, budget=budget, rounds=rounds, strategies=_names(strategies),
                                   seeds=_seeds(seeds), recal_epochs=recal_epochs, candidates=candidates)
     summary = summarize(results)
     write_csv(out, results)
-    write_csv(out.with_name(out.stem + "_summary.csv"), summary)
+    write_csv(summary_path, summary)
     Console().print(summary_table(summary))
 
 
@@ -135,7 +141,8 @@ def relabels_command(
     queue: Path = typer.Argument(..., help="The queue CSV with the expert column filled in (1/0, or a class name)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write a new dataset folder here and leave DATASET as "
                                                            "it was (default: update DATASET in place, atomically)."),
+    force: bool = typer.Option(False, "--force", help="Replace the ltv dataset already at --out."),
 ) -> None:
     """Import an expert's answers as trusted labels: every label set carries them, label set 'expert' records them."""
-    result = import_relabels(dataset, queue, out)
+    result = import_relabels(dataset, queue, out, force=force)
     log(f"train on them with `ltv train {result.path} ...`")

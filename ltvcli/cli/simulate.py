@@ -24,9 +24,10 @@ def simulate(
     hardness: float = typer.Option(0.0, help="0: errors fall on any image (the paper). Above 0 each class keeps "
                                              "its number of errors, drawn with probability ∝ difficulty^HARDNESS, "
                                              "so they gather on the images hardest to classify (try 4)."),
+    force: bool = typer.Option(False, "--force", help="Replace the ltv dataset already at --out."),
 ) -> None:
     """Draw one label set per simulated annotator from its confusion matrix (the paper's Figure 3)."""
     kinds = [k for k in annotators.split(",") if k.strip()]
     ds = simulate_dataset(dataset, out, annotators=kinds, noise=noise, seed=seed, matrices=matrices,
-                          hardness=hardness)
+                          hardness=hardness, force=force)
     typer.echo(f"{out}: {len(ds)} images, label sets {', '.join(ds.label_set_names)}")

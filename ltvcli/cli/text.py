@@ -9,6 +9,7 @@ import typer
 from ltvcli.cli.app import app, command
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.outputs import DATASET, check_output
 from ltvcli.text import embed_reports, import_embeddings
 from ltvcli.text.store import ARRAY_FILE
 
@@ -32,6 +33,7 @@ def embed_reports_command(
     if ids is not None and embeddings is None:
         raise LtvError("--ids goes with a .npy --embeddings file, not with --model")
     ds = Dataset.open(dataset)
+    check_output(ds.path, DATASET, inputs=[model, embeddings, ids], reuse=True, parameter="dataset")
     if model is not None:
         meta = embed_reports(ds, model, batch_size=batch_size, device=device, pooling=pooling, max_length=max_length)
     else:

@@ -10,6 +10,7 @@ import typer
 from ltvcli.cli.app import app, command
 from ltvcli.console import log
 from ltvcli.dataset import Dataset
+from ltvcli.outputs import PREDICTIONS, check_output
 from ltvcli.train.config import TrainConfig
 from ltvcli.train.export import EXPORT_SPLITS, check_table_path, export_labels, write_table
 from ltvcli.train.loop import train as train_run
@@ -81,11 +82,12 @@ def export_labels_command(
     split: list[str] = typer.Option(["train"], "--split", help="Split(s) to export (repeatable), or all."),
     checkpoint: str = typer.Option("best", help=_CHECKPOINT_HELP),
     device: str = typer.Option("auto", help="auto, cuda or cpu."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier export at --out."),
 ) -> None:
     """Write the refined label, its binarisation and each label set's vote weight, per image and class."""
     check_table_path(out)
     splits = EXPORT_SPLITS if "all" in split else tuple(dict.fromkeys(split))
-    frame = export_labels(run, Dataset.open(dataset), out, splits, checkpoint, device)
+    frame = export_labels(run, Dataset.open(dataset), out, splits, checkpoint, device, force=force)
     log(f"wrote {out}: {frame['image_id'].nunique()} images x {frame['finding'].nunique()} classes")
 
 
@@ -97,9 +99,11 @@ def predict_command(
     split: str = typer.Option("test", help="train, validate, test, or all."),
     checkpoint: str = typer.Option("best", help=_CHECKPOINT_HELP),
     device: str = typer.Option("auto", help="auto, cuda or cpu."),
+    force: bool = typer.Option(False, "--force", help="Replace earlier predictions at --out."),
 ) -> None:
     """Write per-image class probabilities (sigmoid for multi-label, softmax for multi-class)."""
     check_table_path(out)
+    check_output(out, PREDICTIONS, inputs=[run, dataset], force=force)
     data = Dataset.open(dataset)
     image_ids, probs = predict_probabilities(run, data, None if split == "all" else split, checkpoint, device)
     write_table(predictions_table(image_ids, probs, data.classes), out)

@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,6 +30,8 @@ from ltvcli import __version__, atomic
 from ltvcli.console import log, track, warn
 from ltvcli.dataset.format import FORMAT_VERSION, MANIFEST_COLUMNS, SPLITS, TASKS, Dataset, LabelSet
 from ltvcli.errors import LtvError
+from ltvcli.outputs import DATASET, check_output
+from ltvcli.workers import worker_pool
 
 PENDING, DONE, FAILED = 0, 1, 2
 CHUNK = 256
@@ -46,7 +46,10 @@ class DatasetSpec:
     least ``image_id``, ``split`` and ``source`` (the image file to decode, or
     an empty string when ``pixels`` supplies the images). ``has_images=False``
     makes a label-only dataset: no image is decoded and the folder has no
-    ``images.npy``.
+    ``images.npy``. ``refused`` maps manifest rows whose source the ingest
+    will not open (a path that leaves the image folder) to the reason: they
+    are never read, and end in ``skipped.csv`` like an image that fails to
+    decode.
     """
 
     task: str
@@ -61,6 +64,7 @@ class DatasetSpec:
     source: dict = field(default_factory=dict)
     pixels: np.ndarray | None = None  # in-memory images (CIFAR-10); decoded from files otherwise
     has_images: bool = True
+    refused: dict[int, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Check shapes and values, so a bug in a source never produces a bad folder."""
@@ -116,6 +120,7 @@ def build_dataset(
     workers: int = 0,
     strict: bool = False,
     decode_batch: Callable[[list[str], int, int], list[np.ndarray | None]] | None = None,
+    force: bool = False,
 ) -> Dataset:
     """Decode the images of ``spec`` into a cache and publish the dataset folder at ``out``.
 
@@ -127,83 +132,111 @@ def build_dataset(
     ``strict`` the first unreadable image stops the ingest; otherwise such
     images are left out, counted, and listed in ``skipped.csv``. A spec with
     ``has_images=False`` is published as a label-only dataset (``size``,
-    ``channels`` and ``decode`` are not used).
+    ``channels`` and ``decode`` are not used). An existing dataset at ``out``
+    is replaced only with ``force`` (and nothing else ever is:
+    :func:`ltvcli.outputs.check_output`).
     """
+    out = check_output(out, DATASET, force=force)
     spec.validate()
-    out = Path(out)
     staging = out.with_name(out.name + ".partial")
     manifest = _full_manifest(spec.manifest)
     if not spec.has_images:
-        return _publish_label_only(spec, manifest, staging, out)
+        return _publish_label_only(spec, manifest, staging, out, force)
     if size < 8:
         raise LtvError(f"--size must be at least 8 pixels, got {size}")
+    if strict and spec.refused:
+        index = min(spec.refused)
+        raise LtvError(f"{_image_name(manifest, index)}: {spec.refused[index]}; --strict stops here")
     shape = (len(manifest), size, size) + ((3,) if channels == 3 else ())
     fingerprint = _fingerprint(manifest, size, channels)
 
-    status = _open_staging(staging, fingerprint, len(manifest))
-    failures: dict[int, str] = {}
-    images = open_memmap(staging / "images.npy", mode="r+" if (staging / "images.npy").exists() else "w+",
-                         dtype=np.uint8, shape=shape)
-    if spec.pixels is not None:
-        images[:] = spec.pixels
-        status[:] = DONE
-    else:
-        if decode is None:
-            raise ValueError("decode is required when spec.pixels is None")
-        failures = _fill_images(manifest["source"].tolist(), images, status, staging, decode, decode_batch, size,
-                                channels, workers if decode_batch is None else 0, strict)
-    images.flush()
-    del images
+    with atomic.writing(out):
+        status = _open_staging(staging, fingerprint, len(manifest))
+        failures: dict[int, str] = dict(spec.refused)
+        status[list(spec.refused)] = FAILED
+        images = open_memmap(staging / "images.npy", mode="r+" if (staging / "images.npy").exists() else "w+",
+                             dtype=np.uint8, shape=shape)
+        if spec.pixels is not None:
+            images[:] = spec.pixels
+            status[:] = DONE
+        else:
+            if decode is None:
+                raise ValueError("decode is required when spec.pixels is None")
+            failures |= _fill_images(manifest, images, status, staging, decode, decode_batch, size, channels,
+                                     workers if decode_batch is None else 0, strict)
+        images.flush()
+        del images
     keep = status == DONE
     skipped = manifest.loc[~keep, ["image_id", "source"]].copy()
     skipped["reason"] = [failures.get(i, "not decoded") for i in np.flatnonzero(~keep)]
     if not keep.any():
         # nothing to publish: the list goes into the staging folder, which a re-run resumes from
         atomic.write_csv(staging / "skipped.csv", skipped)
+        first = int(np.flatnonzero(~keep)[0])
         raise LtvError(f"none of the {len(skipped)} image(s) could be read, so no dataset was written (first: "
-                       f"{skipped['image_id'].iloc[0]}: {skipped['reason'].iloc[0]}); all are listed in "
-                       f"{staging / 'skipped.csv'}")
+                       f"{_image_name(manifest, first)}: "
+                       f"{_private(failures.get(first, 'not decoded'), manifest['source'].iloc[first])}); "
+                       f"all are listed in {staging / 'skipped.csv'}")
     if len(skipped):
         warn(f"{len(skipped)} image(s) could not be read and were left out; see {out / 'skipped.csv'}")
-    _write_arrays(spec, manifest, keep, staging, skipped)
-    (staging / "status.npy").unlink()
-    (staging / "plan.json").unlink()
-    return _publish(spec, manifest[keep], staging, out, size, channels)
+    with atomic.writing(out):
+        _write_arrays(spec, manifest, keep, staging, skipped)
+        (staging / "status.npy").unlink()
+        (staging / "plan.json").unlink()
+    return _publish(spec, manifest[keep], staging, out, size, channels, force)
 
 
 def _publish(spec: DatasetSpec, kept: pd.DataFrame, staging: Path, out: Path, size: int | None,
-             channels: int | None) -> Dataset:
-    """Write dataset.json last, then move the staging folder onto ``out``."""
+             channels: int | None, force: bool) -> Dataset:
+    """Write dataset.json last, check ``out`` once more, then move the staging folder onto it."""
     meta = _metadata(spec, kept, size, channels)
-    atomic.write_json(staging / "dataset.json", meta)
-    atomic.replace_dir(staging, out)
+    atomic.write_json(staging / DATASET.marker, meta)
+    check_output(out, DATASET, force=force)  # again: the folder may have appeared while the images were decoded
+    atomic.replace_dir(staging, out, DATASET.marker)
     kind = "" if spec.has_images else ", label-only: no images"
     log(f"wrote {out} ({meta['n_images']} images, {len(spec.label_sets)} label sets{kind})")
     return Dataset.open(out)
 
 
-def _publish_label_only(spec: DatasetSpec, manifest: pd.DataFrame, staging: Path, out: Path) -> Dataset:
+def _publish_label_only(spec: DatasetSpec, manifest: pd.DataFrame, staging: Path, out: Path,
+                        force: bool) -> Dataset:
     """A dataset folder without images.npy: labels, ground truth, manifest and reports only.
 
-    Nothing is decoded, so there is nothing to resume: any staging folder
-    left by an earlier (image) ingest is discarded.
+    Nothing is decoded, so there is nothing to resume: a staging folder left
+    by an earlier (image) ingest is discarded, once it is known to be ltv's.
     """
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    _write_arrays(spec, manifest, np.ones(len(manifest), dtype=bool), staging, manifest.iloc[:0])
-    return _publish(spec, manifest, staging, out, None, None)
+    with atomic.writing(out):
+        if staging.exists():
+            _check_left_by_ltv(staging)
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        _write_arrays(spec, manifest, np.ones(len(manifest), dtype=bool), staging, manifest.iloc[:0])
+    return _publish(spec, manifest, staging, out, None, None, force)
+
+
+def _image_name(manifest: pd.DataFrame, index: int) -> str:
+    """How messages name one image: its position and the dataset's own id, never its source path.
+
+    A MIMIC source path holds the patient's subject id (``files/p10/p10000032/...``).
+    """
+    return f"image {index + 1} of {len(manifest)} (id {manifest['image_id'].iloc[index]!r})"
+
+
+def _private(reason: str, source: str) -> str:
+    """A decoder's message with the image's path cut to its file name (decoders often quote the path)."""
+    return reason.replace(source, Path(source).name) if source else reason
 
 
 def _open_staging(staging: Path, fingerprint: str, n: int) -> np.ndarray:
     """Return the per-image status array of the staging folder, resuming when the plan matches."""
     plan_file = staging / "plan.json"
     if staging.exists():
+        _check_left_by_ltv(staging)
         try:
             same_plan = json.loads(plan_file.read_text())["fingerprint"] == fingerprint
             status = np.load(staging / "status.npy")
             same_plan = same_plan and status.shape == (n,)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             same_plan = False
         if same_plan:
             done = int((status == DONE).sum())
@@ -217,6 +250,13 @@ def _open_staging(staging: Path, fingerprint: str, n: int) -> np.ndarray:
     status = np.zeros(n, dtype=np.int8)
     atomic.write_npy(staging / "status.npy", status)
     return status
+
+
+def _check_left_by_ltv(staging: Path) -> None:
+    """Refuse an existing staging folder that an ltv ingest did not leave (no plan.json): it is never deleted."""
+    if not (staging / "plan.json").is_file() and any(staging.iterdir()):
+        raise LtvError(f"{staging}: exists and was not left by an ltv ingest (no plan.json); move it away, "
+                       "ltv writes its unfinished dataset there")
 
 
 def _decode_one(job: tuple[int, str, Callable, int, int]) -> tuple[int, np.ndarray | None, str | None]:
@@ -238,11 +278,12 @@ def _decode_batches(decode_batch: Callable, jobs: Iterator[tuple]) -> Iterator[t
             yield (job[0], pixels, None) if pixels is not None else _decode_one(job)
 
 
-def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, staging: Path, decode: Callable,
+def _fill_images(manifest: pd.DataFrame, images: np.ndarray, status: np.ndarray, staging: Path, decode: Callable,
                  decode_batch: Callable | None, size: int, channels: int, workers: int,
                  strict: bool) -> dict[int, str]:
     """Decode every pending image into ``images``; save progress after each chunk."""
-    pending = np.flatnonzero(status != DONE)
+    sources = manifest["source"].tolist()
+    pending = np.flatnonzero(status == PENDING)
     failures: dict[int, str] = {}
     jobs = ((int(i), sources[i], decode, size, channels) for i in pending)
     with track(len(pending), "decoding images") as advance, _mapper(workers) as mapper:
@@ -257,7 +298,8 @@ def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, sta
                     failures[index] = error
                     if strict:
                         _save_status(images, status, staging)
-                        raise LtvError(f"{sources[index]}: cannot read image ({error}); --strict stops here")
+                        raise LtvError(f"{_image_name(manifest, index)}: cannot read the image "
+                                       f"({_private(error, sources[index])}); --strict stops here")
             _save_status(images, status, staging)
             advance(len(chunk))
     return failures
@@ -269,7 +311,7 @@ def _save_status(images: np.ndarray, status: np.ndarray, staging: Path) -> None:
 
 
 class _mapper:
-    """``map`` in this process (workers=0) or an ordered map over a process pool."""
+    """``map`` in this process (workers=0) or an ordered map over a process pool whose workers die with us."""
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -278,10 +320,7 @@ class _mapper:
     def __enter__(self):
         if self.workers <= 0:
             return map
-        # fork where the platform has it: a spawned worker re-imports the CLI (and torch) before its
-        # first image, which costs seconds per worker; nothing before the pool has started threads.
-        method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context(method))
+        self.pool = worker_pool(self.workers)
         return lambda fn, jobs: self.pool.map(fn, jobs, chunksize=8)
 
     def __exit__(self, *exc):

@@ -44,6 +44,9 @@ MISSING = -1
 RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK, RAW_MISSING = 1, 0, -1, -2, -3
 
 MANIFEST_COLUMNS = ("image_id", "study_id", "subject_id", "split", "view", "source", "report")
+META_FILE = "dataset.json"
+#: dataset.json keys every reader relies on, and the JSON type each must have.
+META_KEYS = {"task": str, "classes": list, "label_sets": list, "n_images": int}
 
 
 @dataclass(frozen=True)
@@ -74,27 +77,39 @@ class Dataset:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | Path) -> "Dataset":
-        """Open a dataset folder, checking that it is complete and of a known format version."""
+        """Open a dataset folder, checking that it is complete, of a known format version, and undamaged.
+
+        Every array's header is checked against ``dataset.json`` here (shape,
+        type, file length), so a truncated or foreign file is a one-line error
+        before any command starts writing, not a crash half-way through one.
+        """
         path = Path(path)
-        meta_path = path / "dataset.json"
+        meta_path = path / META_FILE
         partial = path.with_name(path.name + ".partial")
         hint = f" (an interrupted ingest left {partial}; re-run the ingest to finish it)" if partial.exists() else ""
         if not path.is_dir():
             raise LtvError(f"{path}: no such dataset folder{hint}")
         if not meta_path.is_file():
-            raise LtvError(f"{path}: not a complete ltv dataset, dataset.json is missing{hint}")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise LtvError(f"{meta_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        version = meta.get("format_version")
-        if version not in READABLE_VERSIONS:
-            raise LtvError(f"{meta_path}: format_version {version!r} is not supported (expected one of "
-                           f"{', '.join(map(str, READABLE_VERSIONS))})")
-        manifest = pd.read_csv(path / "images.csv", dtype=str, keep_default_na=False)
-        if len(manifest) != meta["n_images"]:
-            raise LtvError(f"{path / 'images.csv'}: {len(manifest)} rows, dataset.json says {meta['n_images']}")
-        return cls(path, meta, manifest)
+            raise LtvError(f"{path}: not a complete ltv dataset, {META_FILE} is missing{hint}")
+        meta = _read_meta(meta_path)
+        dataset = cls(path, meta, _read_manifest(path / "images.csv", meta["n_images"]))
+        for name, (shape, kind) in dataset._array_layouts().items():
+            if (path / f"{name}.npy").exists():
+                _check_array_file(path / f"{name}.npy", shape, kind)
+        return dataset
+
+    def _array_layouts(self) -> dict[str, tuple[tuple, str]]:
+        """Per array file: the shape it must have (None: any size on that axis) and its NumPy dtype kind."""
+        n, m, c = len(self), len(self.meta["label_sets"]), len(self.classes)
+        side = self.meta.get("image_size")
+        multilabel = self.is_multilabel
+        return {
+            "labels": ((n, m, c) if multilabel else (n, m), "i"),
+            "images": ((n, side, side) + ((3,) if self.meta.get("channels") == 3 else ()), "u"),
+            "ground_truth": ((n, c) if multilabel else (n,), "i"),
+            "raw_labels": ((n, len(self.labellers), c), "i"),
+            "text_embeddings": ((n, None), "f"),
+        }
 
     # --------------------------------------------------------------- metadata
     @property
@@ -248,12 +263,90 @@ class Dataset:
                 texts.append(inline[image_id])
             elif report:
                 if report not in files:
-                    path = Path(report)
-                    files[report] = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+                    files[report] = _read_report(Path(report))
                 texts.append(files[report])
             else:
                 texts.append(None)
         return texts
+
+
+def _read_report(path: Path) -> str | None:
+    """A report file's text; None when it is gone or unreadable (counted as a missing report by callers).
+
+    Never an error message: the path of a MIMIC report holds the patient's subject id.
+    """
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _damaged(file: Path, problem: str) -> LtvError:
+    return LtvError(f"{file}: {problem}; the dataset folder is damaged or was edited: re-run the ingest")
+
+
+def _read_meta(meta_path: Path) -> dict:
+    """dataset.json, checked for the keys (and their types) every command reads."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LtvError(f"{meta_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise _damaged(meta_path, "not JSON text (not even UTF-8)") from None
+    except OSError as exc:
+        raise LtvError(f"{meta_path}: cannot read ({exc.strerror})") from None
+    if not isinstance(meta, dict):
+        raise _damaged(meta_path, f"a JSON {type(meta).__name__}, not the object of an ltv dataset")
+    version = meta.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise LtvError(f"{meta_path}: format_version {version!r} is not supported (expected one of "
+                       f"{', '.join(map(str, READABLE_VERSIONS))})")
+    for key, kind in META_KEYS.items():
+        if not isinstance(meta.get(key), kind):
+            raise _damaged(meta_path, f"key {key!r} is missing or not a JSON {kind.__name__}")
+    if meta["task"] not in TASKS:
+        raise _damaged(meta_path, f"task {meta['task']!r} is not one of {', '.join(TASKS)}")
+    if not all(isinstance(item, dict) and {"name", "labeller"} <= item.keys() for item in meta["label_sets"]):
+        raise _damaged(meta_path, "label_sets must be a list of {name, labeller, policy} objects")
+    return meta
+
+
+def _read_manifest(file: Path, n_images: int) -> pd.DataFrame:
+    """images.csv as text, with the columns every reader relies on and one row per image."""
+    try:
+        manifest = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise _damaged(file, "missing") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise _damaged(file, f"not a readable CSV ({type(exc).__name__})") from None
+    missing = [column for column in ("image_id", "split") if column not in manifest.columns]
+    if missing:
+        raise _damaged(file, f"no column {', '.join(map(repr, missing))}")
+    if len(manifest) != n_images:
+        raise _damaged(file, f"{len(manifest)} rows, {META_FILE} says {n_images}")
+    return manifest
+
+
+def _check_array_file(file: Path, shape: tuple, kind: str) -> None:
+    """Check a .npy file's header against ``shape`` and ``kind`` and its length against the header (data unread)."""
+    from numpy.lib import format as npy
+
+    npy_kinds = {"i": "integers", "u": "unsigned bytes", "f": "floats"}
+    try:
+        with open(file, "rb") as handle:
+            version = npy.read_magic(handle)
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            found, _, dtype = read_header(handle)
+            offset = handle.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise _damaged(file, f"not a NumPy array file ({type(exc).__name__})") from None
+    if dtype.kind != kind:
+        raise _damaged(file, f"holds {dtype} values, not {npy_kinds[kind]}")
+    if len(found) != len(shape) or any(want is not None and got != want for got, want in zip(found, shape)):
+        expected = "[" + ", ".join("D" if want is None else str(want) for want in shape) + "]"
+        raise _damaged(file, f"shape {list(found)}, expected {expected} from {META_FILE}")
+    if file.stat().st_size < offset + int(np.prod(found)) * dtype.itemsize:
+        raise _damaged(file, "shorter than its header says (truncated)")
 
 
 def as_targets(labels: np.ndarray, multilabel: bool, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ stages of ltv (train, export-labels, evaluate) join the demo by appending a
 
 Output folder layout::
 
-    OUT/ltv-demo.json   marks OUT as a demo folder (written first)
+    OUT/ltv-demo.json   marks OUT as a demo folder (written first; ltvcli.outputs.DEMO)
     OUT/source/         the generated MIMIC-layout example (ltvcli.demo.synth)
     OUT/dataset/        the ingested ltv dataset (with report embeddings, unless --no-text)
     OUT/report-embeddings.npz  the reports' TF-IDF + SVD vectors, a stand-in for BioBERT (ltvcli.demo.embeddings)
@@ -34,9 +34,8 @@ from ltvcli.console import log
 from ltvcli.dataset import Dataset, summarize
 from ltvcli.demo.synth import (DEFAULT_SUBJECTS, SOURCE_SIZE, DemoFiles, check_example_options, existing_example,
                                generate_mimic_example)
-from ltvcli.errors import LtvError
+from ltvcli.outputs import DEMO, check_output
 
-MARKER = "ltv-demo.json"
 #: What the demo trains: the paper's R50 baseline on one label set (NegBio, uncertain -> 1), the
 #: majority vote, the confusion-matrix method and learning-to-vote. "single" trains on BASELINE_SET.
 DEMO_METHODS = ("single", "mv", "cm", "ltv")
@@ -108,7 +107,8 @@ def ingest(result: DemoResult) -> str:
     f = result.files
     result.dataset = ingest_mimic(metadata=f.metadata, split=f.split, negbio=f.negbio, chexpert=f.chexpert,
                                   images=f.images, out=result.dataset_dir, size=result.options.size,
-                                  ground_truth=f.ground_truth, reports=f.reports, workers=result.options.workers)
+                                  ground_truth=f.ground_truth, reports=f.reports, workers=result.options.workers,
+                                  force=True)  # the demo owns OUT/dataset: a re-run rebuilds it
     return f"wrote {result.dataset_dir}: {len(result.dataset)} images, label sets " \
            f"{', '.join(result.dataset.label_set_names)}"
 
@@ -168,7 +168,7 @@ def export(result: DemoResult) -> str:
     if "ltv" not in result.runs:
         return "skipped (no ltv run)"
     out = result.out / "ltv-labels.csv"
-    frame = export_labels(result.runs["ltv"], result.dataset, out)
+    frame = export_labels(result.runs["ltv"], result.dataset, out, force=True)
     return f"wrote {out} ({frame['image_id'].nunique()} training images)"
 
 
@@ -180,7 +180,7 @@ def evaluate(result: DemoResult) -> str:
     compare = ("ltv", "single") if {"ltv", "single"} <= result.runs.keys() else None
     result.evaluation = score_runs(runs, dataset=result.dataset, seed=result.options.seed, compare=compare)
     out = result.out / "evaluation"
-    write_outputs(result.evaluation, out)
+    write_outputs(result.evaluation, out, force=True)
     return f"wrote {out} (table.md, auc.csv, ROC curves)" + _text_gains(result)
 
 
@@ -224,19 +224,17 @@ def run_demo(out: Path, *, seed: int = 0, size: int = 64, workers: int | None = 
                                          source_size=tuple(source_size), epochs=epochs, arch=arch, lr=lr,
                                          methods=tuple(methods), text=text))
     steps = STEPS if steps is None else steps
-    for number, step in enumerate(steps, 1):
-        log(f"[{number}/{len(steps)}] {step.description}")
-        start = time.perf_counter()
-        outcome = step.run(result)
-        result.seconds[step.name] = time.perf_counter() - start
-        log(f"      {outcome} ({result.seconds[step.name]:.1f} s)")
+    with atomic.writing(out):  # the demo reads nothing of the user's: a file-system error is about OUT
+        for number, step in enumerate(steps, 1):
+            log(f"[{number}/{len(steps)}] {step.description}")
+            start = time.perf_counter()
+            outcome = step.run(result)
+            result.seconds[step.name] = time.perf_counter() - start
+            log(f"      {outcome} ({result.seconds[step.name]:.1f} s)")
     return result
 
 
 def _claim(out: Path) -> None:
-    """Refuse a non-empty folder that is not a demo folder (the demo replaces its subfolders)."""
-    if out.exists() and not out.is_dir():
-        raise LtvError(f"{out} is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise LtvError(f"{out} is not empty and was not written by `ltv demo`; choose a new or empty folder")
-    atomic.write_json(out / MARKER, {"written_by": "ltv demo"})
+    """Refuse a non-empty folder that is not a demo folder (the demo replaces its subfolders), then mark it."""
+    check_output(out, DEMO, reuse=True)
+    atomic.write_json(out / DEMO.marker, {"written_by": "ltv demo"})

@@ -91,7 +91,7 @@ def generate_mimic_example(root: Path, *, n_subjects: int = DEFAULT_SUBJECTS, se
     atomic.write_json(staging / MARKER, _parameters(n_subjects, seed, source_size) | {
         "counts": {"subjects": n_subjects, "studies": len(studies), "images": len(images),
                    "frontal_images": int(images["ViewPosition"].isin(FRONTAL_VIEWS).sum())}})
-    atomic.replace_dir(staging, root)
+    atomic.replace_dir(staging, root, MARKER)
     log(f"generated a synthetic MIMIC-CXR example in {root}: {n_subjects} subjects, {len(studies)} studies, "
         f"{len(images)} images")
     return DemoFiles.under(root)

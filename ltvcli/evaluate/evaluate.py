@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ltvcli.console import log, track
+from ltvcli.console import log, track, warn
 from ltvcli.dataset.format import MISSING, SPLITS, Dataset
 from ltvcli.errors import LtvError
 from ltvcli.evaluate import metrics
@@ -49,6 +49,9 @@ SCORE_COLUMNS = {
     "multilabel": ["model", "kind", "finding", "auc", "lo", "hi", "n_pos", "n_neg", "note"],
     "multiclass": ["model", "kind", "metric", "class", "value", "lo", "hi", "n", "note"],
 }
+#: Why a label set's cell is empty when it labels none of the evaluated images (annotators that labelled the
+#: training images only): a result to report, not an error.
+NO_LABELS = "no labels on this split"
 COMPARISON_COLUMNS = ["row", "a", "b", "value_a", "value_b", "difference", "lo", "hi", "p_value", "test", "note"]
 
 
@@ -156,6 +159,9 @@ def load_inputs(
     rows = rows[keep] if rows is not None else None
     labelled = (truth != MISSING) if task == "multilabel" else np.repeat((truth != MISSING)[:, None], len(classes), 1)
     columns = labeller_columns(ds, rows, classes) if ds is not None else []
+    for column in columns:
+        if np.isnan(column.scores).all():
+            warn(f"label set {column.name!r}: {NO_LABELS} ({len(image_ids)} evaluated images); its cells are n/a")
     columns += [run_column(spec, ds, rows, classes, labelled, checkpoint, device) for spec in runs]
     columns += [Column(t.name, "model", prediction_scores(t, image_ids, classes, labelled)) for t in tables]
     _check_unique_names(columns)
@@ -269,12 +275,14 @@ def _score_finding(data: EvalData, j: int, cls: str, pair, n_boot: int, seed: in
     if pair:  # the comparison scores both on the images both score; usually each already scores all of them
         both = subsets[pair[0]] & subsets[pair[1]]
         jobs.update({(PAIR, n): (n, both) for n in pair if not (both == subsets[n]).all()})
-    replicates = {key: np.empty(n_boot) for key in jobs}
+    replicates = {key: np.full(n_boot, np.nan) for key in jobs}
+    computable = {key: not _single_class_reason(y[valid], "") for key, (_, valid) in jobs.items()}
     start = 0
     for counts in metrics.stratified_resamples(y, n_boot, metrics.resample_rng(seed, cls)):
         for key, (name, valid) in jobs.items():
-            replicates[key][start:start + len(counts)] = metrics.weighted_auc(y[valid], scores[name][valid],
-                                                                               counts[:, valid])
+            if computable[key]:
+                replicates[key][start:start + len(counts)] = metrics.weighted_auc(y[valid], scores[name][valid],
+                                                                                   counts[:, valid])
         start += len(counts)
     cells = {name: _auc_cell(y, scores[name], subsets[name], replicates[name]) for name in scores}
     if not pair:
@@ -296,7 +304,8 @@ def _single_class_reason(y: np.ndarray, what: str) -> str:
 def _auc_cell(y: np.ndarray, scores: np.ndarray, valid: np.ndarray, replicates: np.ndarray) -> _Cell:
     y_valid = y[valid]
     n_pos, n_neg = int((y_valid == 1).sum()), int((y_valid == 0).sum())
-    reason = _single_class_reason(y_valid, "on the images this column scores, the ground truth")
+    reason = NO_LABELS if not valid.any() else _single_class_reason(
+        y_valid, "on the images this column scores, the ground truth")
     if reason:
         return _Cell(np.nan, np.full(len(replicates), np.nan), n_pos, n_neg, f"not computable: {reason}")
     return _Cell(metrics.auc_score(y_valid, scores[valid]), replicates, n_pos, n_neg, _left_out_note(valid))
@@ -372,18 +381,26 @@ def _score_multiclass(data: EvalData, pair, n_boot: int, seed: int, level: float
     for column in data.columns:
         ok = valid[column.name]
         yv, pv = y[ok], predicted[column.name][ok]
-        values = [metrics.accuracy(yv, pv) if ok.any() else np.nan, *metrics.class_recalls(yv, pv, n_classes)]
+        if ok.any():
+            values = [metrics.accuracy(yv, pv), *metrics.class_recalls(yv, pv, n_classes)]
+            confusions[column.name] = metrics.confusion(yv, pv, n_classes)
+        else:
+            values = [np.nan] * (n_classes + 1)
+            confusions[column.name] = np.zeros((n_classes, n_classes), dtype=np.int64)
         sizes = [int(ok.sum()), *(int((yv == k).sum()) for k in range(n_classes))]
         note = _left_out_note(ok)
+        empty = f"not computable: {NO_LABELS}" if not ok.any() else "not computable: no image of this class"
         for k, (value, n) in enumerate(zip(values, sizes)):
             rows.append([column.name, column.kind, ACCURACY if k == 0 else RECALL,
                          "" if k == 0 else data.classes[k - 1], value if n else np.nan,
-                         *_interval(replicates[column.name][:, k], level), n,
-                         note if n else "not computable: no image of this class"])
-        confusions[column.name] = metrics.confusion(yv, pv, n_classes)
+                         *_interval(replicates[column.name][:, k], level), n, note if n else empty])
     scores = pd.DataFrame(rows, columns=SCORE_COLUMNS["multiclass"])
     if not pair:
         return scores, None, confusions
+    if not both.any():
+        comparison = pd.DataFrame([[ACCURACY, *pair, *[np.nan] * 6, "McNemar", f"not computable: {NO_LABELS}"]],
+                                  columns=COMPARISON_COLUMNS)
+        return scores, comparison, confusions
     a, b = (metrics.accuracy(y[both], predicted[n][both]) for n in pair)
     difference = replicates[(PAIR, pair[0])][:, 0] - replicates[(PAIR, pair[1])][:, 0]
     p = metrics.mcnemar_p(correct[pair[0]][both], correct[pair[1]][both])

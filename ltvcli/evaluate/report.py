@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ltvcli.atomic import atomic_path, write_csv, write_json, write_text
+from ltvcli.atomic import atomic_path, replace_dir, write_csv, write_json, write_text, writing
 from ltvcli.console import log
 from ltvcli.dataset.format import MISSING
 from ltvcli.evaluate.evaluate import ACCURACY, AVERAGE, EvaluationResult
 from ltvcli.findings import short_name
+from ltvcli.outputs import EVALUATION, check_output
 
 NOT_COMPUTABLE = "n/a"
 
@@ -142,24 +145,42 @@ def _level(result: EvaluationResult) -> str:
 
 
 # ----------------------------------------------------------------------------- files
-def write_outputs(result: EvaluationResult, out: str | Path) -> list[Path]:
-    """Write the CSV, JSON, Markdown (and ROC PNGs / confusion CSVs) into ``out``; return the paths."""
-    out = Path(out)
+def write_outputs(result: EvaluationResult, out: str | Path, *, force: bool = False) -> list[Path]:
+    """Write the CSV, JSON, Markdown (and ROC PNGs / confusion CSVs) into the folder ``out``; return the paths.
+
+    The files are written into a temporary folder next to ``out`` that then
+    replaces it in one rename, so ``out`` never holds a mix of two
+    evaluations. An earlier evaluation at ``out`` is replaced only with
+    ``force``; any other folder never is (:func:`ltvcli.outputs.check_output`).
+    """
+    out = check_output(out, EVALUATION, force=force)
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        written = _write_files(result, staging)
+        replace_dir(staging, out, EVALUATION.marker)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"wrote {len(written)} files to {out}")
+    return [out / path.relative_to(staging) for path in written]
+
+
+def _write_files(result: EvaluationResult, folder: Path) -> list[Path]:
     stem = "auc" if result.task == "multilabel" else "accuracy"
-    written = [out / f"{stem}.csv", out / "evaluation.json", out / "table.md"]
+    written = [folder / f"{stem}.csv", folder / "table.md", folder / EVALUATION.marker]
     write_csv(written[0], _export(result.scores))
-    write_json(written[1], to_json(result))
-    write_text(written[2], to_markdown(result))
+    write_text(written[1], to_markdown(result))
     if result.comparison is not None:
-        written.append(out / "comparison.csv")
+        written.append(folder / "comparison.csv")
         write_csv(written[-1], result.comparison)
     for name, matrix in result.confusion.items():
-        written.append(out / f"confusion_{slug(name)}.csv")
+        written.append(folder / f"confusion_{slug(name)}.csv")
         write_csv(written[-1], pd.DataFrame(matrix, index=result.data.classes, columns=result.data.classes)
                   .rename_axis("true class").reset_index())
     if result.task == "multilabel":
-        written += write_roc_curves(result, out / "roc")
-    log(f"wrote {len(written)} files to {out}")
+        written += write_roc_curves(result, folder / "roc")
+    write_json(written[2], to_json(result))  # last: the file that marks a finished evaluation folder
     return written
 
 
@@ -264,7 +285,8 @@ def write_roc_curves(result: EvaluationResult, folder: Path) -> list[Path]:
                           label=f"{column.name} (label set, AUC {auc:.3f})")
         axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
                  title=f"{short_name(cls)}: {int((y == 1).sum())} positives, {int((y == 0).sum())} negatives")
-        axes.legend(loc="lower right", fontsize="small")
+        if axes.get_legend_handles_labels()[0]:  # no line when no column scores this finding
+            axes.legend(loc="lower right", fontsize="small")
         target = folder / f"roc_{slug(cls)}.png"
         with atomic_path(target) as tmp:
             figure.savefig(tmp, format="png")

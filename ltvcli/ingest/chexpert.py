@@ -39,6 +39,8 @@ from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
 from ltvcli.ingest.images import check_image_folder, image_decoding
+from ltvcli.ingest.paths import outside_reason
+from ltvcli.outputs import DATASET, check_output
 
 PATH, FRONTAL_LATERAL, AP_PA = "Path", "Frontal/Lateral", "AP/PA"
 FRONTAL_VIEWS = ("PA", "AP", "Frontal")
@@ -61,7 +63,7 @@ def ingest_chexpert(*, out: Path, images: Path | None, train: Path | None = None
                     readers: Sequence[str | Path] = (), views: Sequence[str] = FRONTAL_VIEWS,
                     uncertain: Sequence[str] = ("u0", "u1"), blank: str = "0", val_fraction: float = 0.1,
                     seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False,
-                    device: str = "cpu") -> Dataset:
+                    device: str = "cpu", force: bool = False) -> Dataset:
     """Ingest CheXpert's CSVs into ``out``; ``images`` is the folder holding ``Path`` (or None: label-only).
 
     ``readers`` are reader CSVs, each ``FILE`` or ``NAME=FILE`` (default
@@ -69,13 +71,14 @@ def ingest_chexpert(*, out: Path, images: Path | None, train: Path | None = None
     frontal image, else Frontal/Lateral) is listed, or every image with
     ``("all",)``. ``uncertain`` and ``blank`` are the labeller's policies, as
     for MIMIC-CXR; ``val_fraction`` of train.csv's patients (seeded) become
-    the ``validate`` split.
+    the ``validate`` split. ``force`` replaces an existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[images, train, ground_truth, *_reader_names(readers).values()], force=force)
     decoding = image_decoding(device, workers)
     spec = chexpert_spec(images=images, train=train, ground_truth=ground_truth, readers=readers, views=views,
                          uncertain=uncertain, blank=blank, val_fraction=val_fraction, seed=seed)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict)
+                         workers=decoding.workers, strict=strict, force=force)
 
 
 def chexpert_spec(*, images: Path | None, train: Path | None = None, ground_truth: Path | None = None,
@@ -110,7 +113,7 @@ def chexpert_spec(*, images: Path | None, train: Path | None = None, ground_trut
         np.zeros((len(ids), 0, len(FINDINGS)), np.int8)
     reader_sets, reader_labels = label_sets_from_raw(list(reads), reader_raw, uncertain, collapse_certain=True)
     manifest = table[["image_id", "study_id", "subject_id", "split", "view"]].copy()
-    manifest["source"] = _image_files(images, table)
+    manifest["source"], refused = _image_files(images, table)
     log(f"{len(ids)} images ({', '.join(f'{s} {n}' for s, n in manifest['split'].value_counts().items())}); "
         f"label sets: {', '.join(s.name for s in label_sets + reader_sets) or 'none'}")
     return DatasetSpec(
@@ -119,6 +122,7 @@ def chexpert_spec(*, images: Path | None, train: Path | None = None, ground_trut
         ground_truth=raw_to_truth(_align(truth, ids)) if truth else None,
         labellers=[LABELLER] * bool(labelled) + list(reads),
         raw_labels=np.concatenate([labeller_raw, reader_raw], axis=1), has_images=images is not None,
+        refused=refused,
         source={"name": "chexpert", "train": str(train) if train else None,
                 "ground_truth": str(ground_truth) if ground_truth else None,
                 "readers": {name: str(path) for name, path in named.items()}, "images": str(images) if images else None,
@@ -221,13 +225,22 @@ def _align(file: LabelFile, ids: list[str]) -> np.ndarray:
     return out
 
 
-def _image_files(images: Path | None, table: pd.DataFrame) -> list[str]:
-    """``images/Path`` as written in the CSV, or ``images/<image id>`` when ``images`` is the release folder itself."""
+def _image_files(images: Path | None, table: pd.DataFrame) -> tuple[list[str], dict[int, str]]:
+    """``images/Path`` as written in the CSV, or ``images/<image id>`` when ``images`` is the release folder itself.
+
+    Also the rows whose ``Path`` would leave the folder (:mod:`ltvcli.ingest.paths`), with why: nothing
+    is looked up for them, not even whether the file exists.
+    """
     if images is None:
-        return [""] * len(table)
+        return [""] * len(table), {}
     root = str(images)
-    files = []
-    for path, image in zip(table["path"], table["image_id"]):
+    files, refused = [], {}
+    for position, (path, image) in enumerate(zip(table["path"], table["image_id"])):
         as_written = os.path.join(root, path)
-        files.append(as_written if os.path.isfile(as_written) else os.path.join(root, image))
-    return files
+        reason = outside_reason(path)
+        if reason is not None:
+            refused[position] = reason
+            files.append(as_written)
+        else:
+            files.append(as_written if os.path.isfile(as_written) else os.path.join(root, image))
+    return files, refused

@@ -23,6 +23,7 @@ import pandas as pd
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset, hold_out
 from ltvcli.errors import LtvError
+from ltvcli.outputs import DATASET, check_output
 
 TRAIN_BATCHES = tuple(f"data_batch_{k}" for k in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -35,17 +36,20 @@ _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray"
 
 
 def ingest_cifar10(*, root: Path, out: Path, val_fraction: float = 0.2, seed: int = 0,
-                   limit: int | None = None, no_images: bool = False) -> Dataset:
+                   limit: int | None = None, no_images: bool = False, force: bool = False) -> Dataset:
     """Ingest the CIFAR-10 python batches in ``root`` into ``out``.
 
     Train batches 1-5 -> ``train`` with ``val_fraction`` held out (seeded) as
     ``validate``; ``test_batch`` -> ``test``. ``limit`` keeps the first N
     images of each batch (quick runs). Image ids: ``train-<position>``
     (position in the concatenated train batches) and ``test-<position>``.
-    ``no_images`` keeps only the labels (a label-only dataset).
+    ``no_images`` keeps only the labels (a label-only dataset). ``force``
+    replaces an existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[root], force=force)
     spec = cifar10_spec(root=root, val_fraction=val_fraction, seed=seed, limit=limit)
-    return build_dataset(dataclasses.replace(spec, has_images=not no_images), out, size=SIDE, channels=3)
+    return build_dataset(dataclasses.replace(spec, has_images=not no_images), out, size=SIDE, channels=3,
+                         force=force)
 
 
 def cifar10_spec(*, root: Path, val_fraction: float = 0.2, seed: int = 0, limit: int | None = None) -> DatasetSpec:

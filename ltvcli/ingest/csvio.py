@@ -10,6 +10,10 @@ and the column.
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
+import lzma
 import zlib
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -37,12 +41,21 @@ def read_table(path: str | Path, *, required: Sequence[str] = (), what: str = "t
         raise LtvError(f"{path}: not a valid CSV file ({_first_line(exc)})") from None
     except pd.errors.EmptyDataError:
         raise LtvError(f"{path}: the {what} file is empty; expected a header row") from None
-    except UnicodeDecodeError as exc:
-        raise LtvError(f"{path}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8 CSV") from None
+    except UnicodeDecodeError:
+        raise LtvError(f"{_undecodable(path)}: not UTF-8 text; save the {what} as UTF-8 CSV") from None
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise LtvError(f"{path}: cannot read the {what} ({_first_line(exc)})") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the cells beyond the header for an index
+        raise LtvError(f"{path}, line 2: {len(frame.columns) + frame.index.nlevels} cells under a header of "
+                       f"{len(frame.columns)} columns; every row needs one cell per column (a comma inside a cell "
+                       "must be quoted)")
     frame.columns = [str(c).strip() for c in frame.columns]
+    repeated = frame.columns[frame.columns.duplicated()]
+    if len(repeated):
+        raise LtvError(f"{path}: column {repeated[0]!r} appears more than once in the header")
     require_columns(frame, required, path)
+    if frame.empty:
+        raise LtvError(f"{path}: the {what} file has a header ({_found(frame)}) but no rows")
     return frame
 
 
@@ -53,6 +66,45 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
 
 
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _undecodable(path: Path) -> str:
+    """``file, line N, column 'X'`` of the first byte that is not UTF-8 (just the file if it cannot be found).
+
+    pandas reports a byte offset inside one of its read buffers, which means
+    nothing to a person; the line and the column's header name do.
+    """
+    try:
+        with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
+            raw = handle.read()
+        raw.decode("utf-8")
+        return str(path)
+    except UnicodeDecodeError as exc:
+        start = exc.start
+    except (OSError, EOFError, zlib.error, lzma.LZMAError):
+        return str(path)
+    line = raw.count(b"\n", 0, start) + 1
+    if line == 1:
+        return f"{path}, line 1 (the header)"
+    line_start = raw.rfind(b"\n", 0, start) + 1
+    before = raw[line_start:start].decode("utf-8", errors="replace")
+    column = max(len(next(csv.reader([before]), [])) - 1, 0)  # cells begun on the line before the bad byte
+    header = next(csv.reader([raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")]), [])
+    name = repr(header[column].strip()) if column < len(header) else f"number {column + 1}"
+    return f"{path}, line {line}, column {name}"
+
+
+def _found(frame: pd.DataFrame) -> str:
+    """The columns a file was found to have, for messages; hints at a separator other than the comma."""
+    found = ", ".join(map(repr, frame.columns[:20])) + (" ..." if len(frame.columns) > 20 else "")
+    if len(frame.columns) == 1:
+        for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if separator in frame.columns[0]:
+                return f"{found}: one column; the file looks separated by {name}, and ltv reads comma-separated CSV"
+    return found
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -61,8 +113,7 @@ def require_columns(frame: pd.DataFrame, required: Iterable[str], path: Path) ->
     """Raise naming every required column that ``frame`` lacks and the columns it has."""
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        found = ", ".join(map(repr, frame.columns[:20])) + (" ..." if len(frame.columns) > 20 else "")
-        raise LtvError(f"{path}: missing required column(s) {', '.join(map(repr, missing))}; found {found}")
+        raise LtvError(f"{path}: missing required column(s) {', '.join(map(repr, missing))}; found {_found(frame)}")
 
 
 def first_present(frame: pd.DataFrame, candidates: Sequence[str], path: Path, what: str) -> str:
@@ -70,7 +121,8 @@ def first_present(frame: pd.DataFrame, candidates: Sequence[str], path: Path, wh
     for name in candidates:
         if name in frame.columns:
             return name
-    raise LtvError(f"{path}: no {what} column; expected one of {', '.join(map(repr, candidates))}")
+    raise LtvError(f"{path}: no {what} column; expected one of {', '.join(map(repr, candidates))}; found "
+                   f"{_found(frame)}")
 
 
 def line_of(frame: pd.DataFrame, position: int) -> int:

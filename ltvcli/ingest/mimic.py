@@ -34,6 +34,8 @@ from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
 from ltvcli.ingest.images import check_image_folder, image_decoding
+from ltvcli.ingest.paths import outside_reason
+from ltvcli.outputs import DATASET, check_output
 
 LABELLERS = ("negbio", "chexpert")
 IMAGE_FORMATS = ("auto", "jpg", "dcm")
@@ -45,7 +47,7 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
                  size: int = 256, views: Sequence[str] = ("PA", "AP"), uncertain: Sequence[str] = ("u0", "u1"),
                  blank: str = "0", ground_truth: Path | None = None, reports: Path | None = None,
                  image_format: str = "auto", workers: int | None = None, strict: bool = False,
-                 missing_labels: str = "error", device: str = "cpu") -> Dataset:
+                 missing_labels: str = "error", device: str = "cpu", force: bool = False) -> Dataset:
     """Ingest MIMIC-CXR into the dataset folder ``out`` and return it opened.
 
     ``views`` keeps images whose ViewPosition is one of them (``("all",)``
@@ -55,13 +57,15 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
     leaves out images whose study has no row in a label CSV (with a counted
     warning) instead of stopping. ``images=None`` writes a label-only dataset.
     ``device="cuda"`` decodes the JPEGs on the GPU (:func:`ltvcli.ingest.images.image_decoding`).
+    ``force`` replaces an existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[metadata, split, negbio, chexpert, images, ground_truth, reports], force=force)
     decoding = image_decoding(device, workers)
     spec = mimic_spec(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert, images=images,
                       views=views, uncertain=uncertain, blank=blank, ground_truth=ground_truth, reports=reports,
                       image_format=image_format, missing_labels=missing_labels)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict)
+                         workers=decoding.workers, strict=strict, force=force)
 
 
 def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path | None,
@@ -87,10 +91,10 @@ def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, ima
         known = set(all_images["dicom_id"] if hand.per_image else all_images["study_id"])
         truth = handlabels.align(hand, frame["dicom_id"].tolist(), frame["study_id"].tolist(), known)
     label_sets, labels = label_sets_from_raw(list(LABELLERS), raw, uncertain, blank)
-    manifest = _manifest(frame, images, Path(reports) if reports is not None else images, image_format)
+    manifest, refused = _manifest(frame, images, Path(reports) if reports is not None else images, image_format)
     return DatasetSpec(has_images=images is not None,
         task="multilabel", classes=list(FINDINGS), manifest=manifest, label_sets=label_sets, labels=labels,
-        ground_truth=truth, labellers=list(LABELLERS), raw_labels=raw,
+        ground_truth=truth, labellers=list(LABELLERS), raw_labels=raw, refused=refused,
         source={"name": "mimic-cxr", "metadata": str(metadata), "split": str(split),
                 **{labeller: str(path) for labeller, path in label_files.items()},
                 "images": str(images) if images else None,
@@ -174,24 +178,34 @@ def _read_labels(path: Path) -> tuple[list[str], np.ndarray]:
     return frame["study_id"].str.strip().tolist(), codes
 
 
-def _manifest(frame: pd.DataFrame, images: Path | None, reports: Path | None, image_format: str) -> pd.DataFrame:
+def _manifest(frame: pd.DataFrame, images: Path | None, reports: Path | None,
+              image_format: str) -> tuple[pd.DataFrame, dict[int, str]]:
     """One manifest row per image: ids, split, view, the image file and the report file (if it exists).
 
     Without ``images`` (a label-only dataset) the source column is empty;
-    without ``reports`` so is the report column.
+    without ``reports`` so is the report column. Also the rows whose ids would
+    make a path outside the image folder (see :mod:`ltvcli.ingest.paths`),
+    with why: neither their image nor their report is looked at.
     """
-    study_dirs = [Path("files", f"p{subject[:2]}", f"p{subject}", f"s{study}")
+    study_dirs = [f"files/p{subject[:2]}/p{subject}/s{study}"
                   for subject, study in zip(frame["subject_id"].str.strip(), frame["study_id"].str.strip())]
-    sources = ([_image_file(images / folder / dicom_id, image_format)
-                for folder, dicom_id in zip(study_dirs, frame["dicom_id"])] if images is not None
-               else [""] * len(frame))
-    report_files = ([reports / folder.with_name(folder.name + ".txt") for folder in study_dirs]
-                    if reports is not None else [])
+    refused = {}
+    sources, report_files = [], []
+    for position, (folder, dicom_id) in enumerate(zip(study_dirs, frame["dicom_id"])):
+        reason = outside_reason(f"{folder}/{dicom_id}")
+        if reason is not None:
+            refused[position] = reason
+            sources.append(str(images / folder / dicom_id) if images is not None else "")
+            report_files.append("")
+            continue
+        sources.append(_image_file(images / folder / dicom_id, image_format) if images is not None else "")
+        report = reports / f"{folder}.txt" if reports is not None else None
+        report_files.append(str(report) if report is not None and report.is_file() else "")
     manifest = frame.rename(columns={"dicom_id": "image_id"})[["image_id", "study_id", "subject_id", "split",
                                                                  "view"]].copy()
     manifest["source"] = sources
-    manifest["report"] = [str(path) if path.is_file() else "" for path in report_files] or ""
-    return manifest
+    manifest["report"] = report_files
+    return manifest, refused
 
 
 def _image_file(stem: Path, image_format: str) -> str:

@@ -39,6 +39,8 @@ from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio
 from ltvcli.ingest.images import check_image_folder, image_decoding
+from ltvcli.ingest.paths import image_sources
+from ltvcli.outputs import DATASET, check_output
 
 #: NIH's and Google's finding columns -> (ltv finding or None, inverted). None: no counterpart in ltv's 14.
 #: ``Abnormal`` (any actionable finding) is the opposite of ltv's ``No Finding``.
@@ -101,7 +103,7 @@ def ingest_nih(*, out: Path, images: Path | None, data_entry: Path | None = None
                ground_truth: Sequence[Path] = (), reader_sets: str = "reader",
                uncertain: Sequence[str] = ("u0", "u1"), val_fraction: float = 0.1, test_fraction: float = 0.2,
                seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False,
-               device: str = "cpu") -> Dataset:
+               device: str = "cpu", force: bool = False) -> Dataset:
     """Ingest NIH ChestX-ray14 and/or Google's expert labels into ``out``; ``images=None`` = label-only.
 
     ``reader_sets`` is ``reader`` (one labeller per radiologist) or
@@ -109,13 +111,16 @@ def ingest_nih(*, out: Path, images: Path | None, data_entry: Path | None = None
     third read of an image). ``uncertain`` lists the policies for readers who
     hedged. Without the official lists the split is drawn by patient
     (``val_fraction``, ``test_fraction`` of the patients without expert labels).
+    ``force`` replaces an existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[images, data_entry, train_val_list, test_list, *readers, *ground_truth],
+                 force=force)
     decoding = image_decoding(device, workers)
     spec = nih_spec(images=images, data_entry=data_entry, train_val_list=train_val_list, test_list=test_list,
                     readers=readers, ground_truth=ground_truth, reader_sets=reader_sets, uncertain=uncertain,
                     val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict)
+                         workers=decoding.workers, strict=strict, force=force)
 
 
 def nih_spec(*, images: Path | None, data_entry: Path | None = None, train_val_list: Path | None = None,
@@ -150,13 +155,14 @@ def nih_spec(*, images: Path | None, data_entry: Path | None = None, train_val_l
     label_sets, labels = label_sets_from_raw(labellers, raw, uncertain, collapse_certain=True)
     truth = _ground_truth(truth_files, ids) if truth_files else None
     split = _splits(table, truth_files + reader_files, train_val_list, test_list, val_fraction, test_fraction, seed)
+    sources, refused = _image_files(images, ids)
     manifest = pd.DataFrame({"image_id": ids, "subject_id": table[PATIENT].tolist(), "split": split,
-                             "view": table[VIEW].tolist(), "source": _image_files(images, ids)})
+                             "view": table[VIEW].tolist(), "source": sources})
     log(f"{len(ids)} images of {table[PATIENT].nunique()} patients; labellers: "
         f"{len(labellers)} ({', '.join(labellers[:4])}{', ...' if len(labellers) > 4 else ''})")
     return DatasetSpec(
         task="multilabel", classes=list(FINDINGS), manifest=manifest, label_sets=label_sets, labels=labels,
-        ground_truth=truth, labellers=labellers, raw_labels=raw, has_images=images is not None,
+        ground_truth=truth, labellers=labellers, raw_labels=raw, has_images=images is not None, refused=refused,
         source={"name": "nih", "data_entry": str(data_entry) if data_entry else None,
                 "official_split": train_val_list is not None, "readers": [str(p) for p in readers],
                 "ground_truth": [str(p) for p in ground_truth], "reader_sets": reader_sets,
@@ -213,16 +219,21 @@ def _require_known(google: GoogleFile, table: pd.DataFrame, data_entry: Path) ->
                        f"{first!r}); check that the files belong together")
 
 
-def _image_files(images: Path | None, ids: list[str]) -> list[str]:
-    """Each image's file: found anywhere under ``images`` (NIH ships images_001/images/ ... images_012/)."""
+def _image_files(images: Path | None, ids: list[str]) -> tuple[list[str], dict[int, str]]:
+    """Each image's file: found anywhere under ``images`` (NIH ships images_001/images/ ... images_012/).
+
+    Also the images whose name would leave the folder (:mod:`ltvcli.ingest.paths`), with why: they are never
+    opened (a file name found by the walk holds no folder, so it never is such a name).
+    """
     if images is None:
-        return [""] * len(ids)
+        return [""] * len(ids), {}
     wanted, found = set(ids), {}
     for folder, _, names in os.walk(images):
         for name in names:
             if name in wanted and name not in found:
                 found[name] = os.path.join(folder, name)
-    return [found.get(image, str(images / image)) for image in ids]
+    sources, refused = image_sources(images, ids)
+    return [found.get(image, source) for image, source in zip(ids, sources)], refused
 
 
 # ----------------------------------------------------------------------------- labels
@@ -347,7 +358,7 @@ def _ground_truth(files: list[GoogleFile], ids: list[str]) -> np.ndarray:
 
 def _read_google(path: Path, *, readers: bool) -> GoogleFile:
     """A Google label file; its role (readers or adjudicated) must match the option it was given to."""
-    frame = csvio.read_table(path, what="Google label file")
+    frame = csvio.read_table(path, what="Google labels")
     image_column = csvio.first_present(frame, IMAGE_COLUMNS, path, "image id")
     csvio.require_nonblank(frame, image_column, path)
     if not any(c in NIH_COLUMNS for c in frame.columns if c not in (FINDING_LABELS,)):

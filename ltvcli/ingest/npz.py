@@ -24,6 +24,7 @@ import pandas as pd
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset, hold_out
 from ltvcli.errors import LtvError
+from ltvcli.outputs import DATASET, check_output
 
 FILE_SPLITS = {"train": "train", "val": "validate", "test": "test"}  # key prefix in the file -> ltv split
 TASKS = ("auto", "multiclass", "multilabel")
@@ -31,8 +32,8 @@ TASKS = ("auto", "multiclass", "multilabel")
 
 def ingest_npz(*, path: Path, out: Path, task: str = "auto", classes: list[str] | None = None,
                val_fraction: float | None = None, seed: int = 0, limit: int | None = None,
-               no_images: bool = False) -> Dataset:
-    """Ingest the arrays of ``path`` into the dataset folder ``out``.
+               no_images: bool = False, force: bool = False) -> Dataset:
+    """Ingest the arrays of ``path`` into the dataset folder ``out`` (``force``: replacing one that is there).
 
     ``val_fraction`` None keeps the file's own ``val`` split (or holds out 20 %
     of ``train`` when it has none); a number pools ``train`` and ``val`` and
@@ -40,10 +41,11 @@ def ingest_npz(*, path: Path, out: Path, task: str = "auto", classes: list[str] 
     "20 % of the noisy training data". ``limit`` keeps the first N images of
     each split; ``no_images`` keeps only the labels (a label-only dataset).
     """
+    check_output(out, DATASET, inputs=[path], force=force)
     spec = npz_spec(path=path, task=task, classes=classes, val_fraction=val_fraction, seed=seed, limit=limit)
     pixels = spec.pixels
     return build_dataset(dataclasses.replace(spec, has_images=not no_images), out, size=pixels.shape[1],
-                         channels=1 if pixels.ndim == 3 else pixels.shape[3])
+                         channels=1 if pixels.ndim == 3 else pixels.shape[3], force=force)
 
 
 def npz_spec(*, path: Path, task: str = "auto", classes: list[str] | None = None,

@@ -41,6 +41,8 @@ from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
 from ltvcli.ingest.images import check_image_folder, image_decoding
 from ltvcli.ingest.mesh import MeshMap
+from ltvcli.ingest.paths import outside_reason
+from ltvcli.outputs import DATASET, check_output
 
 FRONTAL_VIEWS = ("PA", "AP", "Frontal")
 IMAGE_ID_COLUMNS = ("image_id", "image", "filename", "ImageID", "imageid", "dicom_id")
@@ -66,7 +68,7 @@ class Reports:
 def ingest_openi(*, reports: Path, images: Path | None, out: Path, projections: Path | None = None,
                  views: Sequence[str] = FRONTAL_VIEWS, ground_truth: Path | None = None, mesh_map: Path | None = None,
                  size: int = 256, workers: int | None = None, strict: bool = False,
-                 device: str = "cpu") -> Dataset:
+                 device: str = "cpu", force: bool = False) -> Dataset:
     """Ingest OpenI into ``out``: frontal images, split ``test``, inline report text, ground truth.
 
     ``reports`` is ``NLMCXR_reports.tgz``, its folder of XML reports, or the
@@ -76,13 +78,15 @@ def ingest_openi(*, reports: Path, images: Path | None, out: Path, projections: 
     table). The ground truth is ``ground_truth`` (a hand-labelled CSV) if
     given, else the MeSH coding mapped by ``mesh_map`` (default: ltv's
     table). ``images=None`` writes a label-only dataset. ``device="cuda"``
-    decodes JPEGs on the GPU (PNGs stay on the CPU).
+    decodes JPEGs on the GPU (PNGs stay on the CPU). ``force`` replaces an
+    existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[reports, images, projections, ground_truth, mesh_map], force=force)
     decoding = image_decoding(device, workers)
     spec = openi_spec(reports=reports, images=images, projections=projections, views=views,
                       ground_truth=ground_truth, mesh_map=mesh_map)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict)
+                         workers=decoding.workers, strict=strict, force=force)
 
 
 def openi_spec(*, reports: Path, images: Path | None, projections: Path | None = None,
@@ -94,7 +98,8 @@ def openi_spec(*, reports: Path, images: Path | None, projections: Path | None =
     table = _read_reports(reports)
     view_table = _read_view_table(Path(projections)) if projections is not None else None
     if table.images is not None:  # NLM XML: the reports list the images, the view table says which are frontal
-        all_images = table.images.assign(view="", file=table.images["image_id"] + ".png")
+        files = table.images["image_id"] + ".png"
+        all_images = table.images.assign(view="", file=files, written=files)
         frame = _attach_views(all_images, view_table) if view_table is not None else all_images
     elif view_table is not None:  # Kaggle reports: the view table lists the images
         all_images = _images_of_view_table(view_table, table)
@@ -106,12 +111,12 @@ def openi_spec(*, reports: Path, images: Path | None, projections: Path | None =
     truth = _ground_truth(Path(ground_truth), frame, all_images) if ground_truth is not None else \
         _mesh_truth(table, frame, mesh_map)
     _count_empty(table, frame)
+    sources, refused = _image_files(images, frame)
     manifest = pd.DataFrame({"image_id": frame["image_id"], "study_id": frame["report_id"], "subject_id": "",
-                             "split": "test", "view": frame["view"], "source": _image_files(images, frame),
-                             "report": ""})
+                             "split": "test", "view": frame["view"], "source": sources, "report": ""})
     return DatasetSpec(
         task="multilabel", classes=list(FINDINGS), manifest=manifest, label_sets=[],
-        labels=np.zeros((len(frame), 0, len(FINDINGS)), dtype=np.int8), ground_truth=truth,
+        labels=np.zeros((len(frame), 0, len(FINDINGS)), dtype=np.int8), ground_truth=truth, refused=refused,
         reports=pd.DataFrame({"image_id": frame["image_id"], "text": frame["report_id"].map(table.texts)}),
         has_images=images is not None,
         source={"name": "openi", "layout": table.layout, "reports": str(reports),
@@ -259,6 +264,7 @@ def _read_view_table(path: Path) -> pd.DataFrame:
     ids = table[id_column].map(_strip_suffixes)
     frame = pd.DataFrame({"image_id": ids, "key": ids.map(image_key), "view": table[view_column].str.strip(),
                           "file": table[id_column].map(lambda name: PurePath(name.strip()).name),
+                          "written": table[id_column].str.strip(),  # the name as the table gives it
                           "report_id": table["uid"].map(report_key) if "uid" in table
                           else ids.map(lambda i: image_key(i).split("_")[0])})
     frame.index = table.index  # file rows, for messages
@@ -314,15 +320,27 @@ def _select_views(frame: pd.DataFrame, views: list[str], reports: Path) -> pd.Da
     return kept
 
 
-def _image_files(images: Path | None, frame: pd.DataFrame) -> list[str]:
-    """Each image's PNG: the layout's own file name, else the folder's file with the same key (either spelling)."""
+def _image_files(images: Path | None, frame: pd.DataFrame) -> tuple[list[str], dict[int, str]]:
+    """Each image's PNG: the layout's own file name, else the folder's file with the same key (either spelling).
+
+    Also the rows whose name, as the reports or view table write it, would
+    leave the image folder (:mod:`ltvcli.ingest.paths`), with why: they are
+    refused, never matched to a file of the folder by their last part.
+    """
     if images is None:
-        return [""] * len(frame)
+        return [""] * len(frame), {}
     names = [entry.name for entry in os.scandir(images) if entry.is_file() and entry.name.lower().endswith(".png")]
     by_key = _unique_map(pd.Series([image_key(n) for n in names], dtype=str), pd.Series(names, dtype=str))
     present = set(names)
-    return [str(images / (file if file in present else by_key.get(image_key(image_id), file)))
-            for file, image_id in zip(frame["file"], frame["image_id"])]
+    sources, refused = [], {}
+    for position, (file, image_id, written) in enumerate(zip(frame["file"], frame["image_id"], frame["written"])):
+        reason = outside_reason(written)
+        if reason is not None:
+            refused[position] = reason
+            sources.append(str(images / written))
+        else:
+            sources.append(str(images / (file if file in present else by_key.get(image_key(image_id), file))))
+    return sources, refused
 
 
 # ----------------------------------------------------------------------------- ground truth

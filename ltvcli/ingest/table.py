@@ -41,6 +41,8 @@ from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS, canonical, is_finding
 from ltvcli.ingest import csvio
 from ltvcli.ingest.images import check_image_folder, image_decoding
+from ltvcli.ingest.paths import image_sources
+from ltvcli.outputs import DATASET, check_output
 
 SET_SEPARATOR = ":"
 #: Separates the classes of a multi-label cell: ``Atelectasis|Effusion`` (NIH's Finding Labels).
@@ -83,7 +85,7 @@ def ingest_table(labels: Path, *, images: Path | None, out: Path, ground_truth: 
                  ignore: Sequence[str] = (), group: str | None = None, uncertain: Sequence[str] = ("u0", "u1"),
                  channels: int = 1, size: int = 256, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  seed: int = 0, workers: int | None = None, strict: bool = False,
-                 device: str = "cpu") -> Dataset:
+                 device: str = "cpu", force: bool = False) -> Dataset:
     """Ingest a wide or long label table (CSV or Parquet) whose ``image`` column names files under ``images``.
 
     ``labeller`` declares the wide table's label columns (``COLUMN`` or
@@ -94,8 +96,10 @@ def ingest_table(labels: Path, *, images: Path | None, out: Path, ground_truth: 
     Without a ``split`` column, ``val_fraction`` and ``test_fraction`` of the
     images -- of the ``group`` column's groups, if given -- are drawn (seeded)
     for validate and test. ``images=None`` writes a label-only dataset.
-    ``device="cuda"`` decodes JPEGs on the GPU.
+    ``device="cuda"`` decodes JPEGs on the GPU. ``force`` replaces an
+    existing dataset at ``out``.
     """
+    check_output(out, DATASET, inputs=[labels, images, ground_truth], force=force)
     if channels not in (1, 3):
         raise OptionError("channels", f"must be 1 or 3; got {channels}")
     decoding = image_decoding(device, workers)
@@ -103,7 +107,7 @@ def ingest_table(labels: Path, *, images: Path | None, out: Path, ground_truth: 
                       labeller=labeller, ignore=ignore, group=group, uncertain=uncertain,
                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     return build_dataset(spec, out, size=size, channels=channels, decode=decoding.decode,
-                         decode_batch=decoding.batch, workers=decoding.workers, strict=strict)
+                         decode_batch=decoding.batch, workers=decoding.workers, strict=strict, force=force)
 
 
 def table_spec(labels: Path, *, images: Path | None, ground_truth: Path | None = None, task: str = "auto",
@@ -141,13 +145,15 @@ def table_spec(labels: Path, *, images: Path | None, ground_truth: Path | None =
                         if table.task == "multilabel" else encode_classes(truth, names, ["ground truth"],
                                                                          table.images)[:, 0])
     splits = _splits(table, group, val_fraction, test_fraction, seed)
-    manifest = pd.DataFrame({"image_id": table.images, "split": splits,
-                             "source": [str(images / name) for name in table.images] if images else ""})
+    sources, refused = (image_sources(images, table.images) if images is not None
+                        else ([""] * len(table.images), {}))
+    manifest = pd.DataFrame({"image_id": table.images, "split": splits, "source": sources})
     log(f"{len(table.images)} images, {len(sets)} labeller(s), {len(label_sets)} label set(s), {len(names)} "
         f"classes ({table.task})")
     return DatasetSpec(
         task=table.task, classes=names, manifest=manifest, label_sets=label_sets, labels=label_values,
         ground_truth=truth_values, labellers=labellers, raw_labels=raw, has_images=images is not None,
+        refused=refused,
         source={"name": "table", "labels": str(labels), "images": str(images) if images else None,
                 "ground_truth": str(ground_truth) if ground_truth else None, "task": table.task,
                 "uncertain": uncertain, "ignored_columns": len(ignore),
@@ -163,7 +169,7 @@ def table_spec(labels: Path, *, images: Path | None, ground_truth: Path | None =
 def read_label_table(path: Path, *, task: str = "auto", labeller: Sequence[str] = (), ignore: Sequence[str] = (),
                      group: str | None = None, ground_truth: bool = False) -> Table:
     """Read a labels file (or, with ``ground_truth``, a file without labellers) and find its layout."""
-    what = "ground-truth file" if ground_truth else "labels file"
+    what = "ground-truth" if ground_truth else "labels"
     frame = csvio.read_table(path, required=(IMAGE,), what=what)
     csvio.require_nonblank(frame, IMAGE, path)
     frame[IMAGE] = frame[IMAGE].str.strip()
@@ -180,7 +186,7 @@ def read_label_table(path: Path, *, task: str = "auto", labeller: Sequence[str] 
     found, columns = (_long_columns(frame, path, reserved, task, ground_truth) if long
                       else _wide_columns(frame, path, reserved, labeller, task, ground_truth))
     if task != "auto" and found != task:
-        raise LtvError(f"{path}: the columns ({', '.join(frame.columns)}) are those of a {found} table, "
+        raise LtvError(f"{path}: the columns ({', '.join(map(repr, frame.columns))}) are those of a {found} table, "
                        f"not {task}; see docs/ingest.md for the layouts")
     if not columns:
         raise LtvError(f"{path}: no label columns besides {', '.join(c for c in frame.columns if c in reserved)}")
@@ -209,7 +215,7 @@ def _long_columns(frame: pd.DataFrame, path: Path, reserved: set[str], task: str
         value, kind = "value", JUDGEMENT
     else:
         raise LtvError(f"{path}: a long labels table needs columns image, labeller and either label (multi-class) "
-                       f"or finding, value (multi-label); found {', '.join(frame.columns)}")
+                       f"or finding, value (multi-label); found {', '.join(map(repr, frame.columns))}")
     _refuse_unknown(frame, path, reserved | set(keys) | {value}, long=True)
     for key in keys:
         csvio.require_nonblank(frame, key, path)

@@ -34,6 +34,8 @@ from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
 from ltvcli.dataset.format import MISSING
 from ltvcli.errors import LtvError
+from ltvcli.ingest import csvio
+from ltvcli.outputs import DATASET, check_output
 from ltvcli.refine.queue import ANSWER_COLUMN
 from ltvcli.refine.targets import EXPERT_SET
 
@@ -60,7 +62,7 @@ class Answers:
 def read_answers(path: str | Path, dataset: Dataset) -> Answers:
     """Read and check an answered queue; every problem names the file, the line and what was expected."""
     path = Path(path)
-    frame = _read_csv(path)
+    frame = csvio.read_table(path, what="answered queue")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise LtvError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED_COLUMNS)} "
@@ -86,18 +88,6 @@ def read_answers(path: str | Path, dataset: Dataset) -> Answers:
     keys = sorted(seen)
     return Answers(rows=np.array([k[0] for k in keys]), groups=np.array([k[1] for k in keys]),
                    values=np.array([seen[k][0] for k in keys]), skipped=skipped)
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise LtvError(f"{path}: file not found") from None
-    except pd.errors.EmptyDataError:
-        raise LtvError(f"{path}: the file is empty; expected a CSV with columns "
-                       f"{', '.join(REQUIRED_COLUMNS)}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise LtvError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[0]})") from None
 
 
 def _class(dataset: Dataset, name: str, where: str) -> int:
@@ -140,10 +130,18 @@ def apply_answers(labels: np.ndarray, label_set_names: list[str], answers: Answe
     return out, names
 
 
-def import_relabels(dataset: str | Path, queue: str | Path, out: str | Path | None = None) -> Dataset:
-    """``dataset`` with the answers of ``queue`` as trusted labels, written to ``out`` (default: in place)."""
+def import_relabels(dataset: str | Path, queue: str | Path, out: str | Path | None = None, *,
+                    force: bool = False) -> Dataset:
+    """``dataset`` with the answers of ``queue`` as trusted labels, written to ``out`` (default: in place).
+
+    ``force`` replaces an existing dataset at ``out``.
+    """
     source = Dataset.open(dataset)
     in_place = out is None or Path(out).resolve() == source.path.resolve()
+    if in_place:  # the queue must not be deleted with the old folder
+        check_output(source.path, DATASET, inputs=[queue], reuse=True, parameter="dataset")
+    else:
+        check_output(out, DATASET, inputs=[source.path, queue], force=force)
     # in place: build next to the dataset, then swap the folders in one rename
     target = source.path.with_name(f".{source.path.name}.relabels") if in_place else Path(out)
     answers = read_answers(queue, source)
@@ -159,13 +157,13 @@ def import_relabels(dataset: str | Path, queue: str | Path, out: str | Path | No
         source={"name": "relabels", "from": str(source.path.resolve()), "queue": str(Path(queue).resolve()),
                 "answers": len(answers), "previous": source.meta.get("source")},
     )
-    result = build_dataset(spec, target, size=source.image_size, channels=source.channels)
+    result = build_dataset(spec, target, size=source.image_size, channels=source.channels, force=force or in_place)
     for name in _CARRIED_FILES:
         if (source.path / name).exists():
             with atomic_path(result.path / name) as tmp:
                 shutil.copyfile(source.path / name, tmp)
     if in_place:
-        replace_dir(result.path, source.path)
+        replace_dir(result.path, source.path, DATASET.marker)
         result = Dataset.open(source.path)
     log(f"imported {len(answers)} expert answer(s) into {result.path} ({answers.skipped} blank row(s) skipped); "
         f"every label set carries them and label set {EXPERT_SET!r} records them")

@@ -27,6 +27,7 @@ from ltvcli.atomic import atomic_path, write_json
 from ltvcli.console import log
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.outputs import QUEUE, QUEUE_SHEET, REFINE_RUN, check_output
 from ltvcli.refine.coteach import CoTeaching, CoteachConfig, ModelOutputs, Selection
 from ltvcli.refine.queue import build_queue, check_queue_path, write_queue, write_sheet
 from ltvcli.refine.scores import check_strategy
@@ -38,10 +39,19 @@ _SELECTION_FIELDS = ("rows", "targets", "valid", "trusted", "kept", "forget_rate
 
 
 def refine(dataset: str | Path, out: str | Path, *, budget: int, config: CoteachConfig, strategy: str = "entropy",
-           candidates: str = "suspected", run: str | Path | None = None, sheet: bool = True) -> pd.DataFrame:
-    """Write the relabel queue ``out`` (CSV) and, with ``sheet``, its thumbnail page (same name, .html)."""
+           candidates: str = "suspected", run: str | Path | None = None, sheet: bool = True,
+           force: bool = False) -> pd.DataFrame:
+    """Write the relabel queue ``out`` (CSV) and, with ``sheet``, its thumbnail page (same name, .html).
+
+    ``force`` replaces an earlier queue (and sheet) at ``out``.
+    """
     out = Path(out)
     check_queue_path(out)
+    check_output(out, QUEUE, inputs=[dataset, run], force=force)
+    if sheet:
+        check_output(out.with_suffix(".html"), QUEUE_SHEET, inputs=[dataset, run], force=force)
+    if run is not None:
+        check_output(run, REFINE_RUN, inputs=[dataset], reuse=True, parameter="run")
     check_strategy(strategy)
     if budget < 1:
         raise LtvError(f"--budget {budget}: expected a positive number of labels")
@@ -75,8 +85,7 @@ def _record(data: Dataset, config: CoteachConfig) -> dict:
 def save_selection(run: Path, data: Dataset, config: CoteachConfig, selection: Selection,
                    networks: list[dict]) -> None:
     """Write the run folder; config.json last, so an interrupted save is never mistaken for a run."""
-    run.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run / "networks.pt") as tmp:
+    with atomic_path(run / "networks.pt") as tmp:  # creates the folder (a refused write: one line)
         torch.save(networks, tmp)
     arrays = {name: getattr(selection, name) for name in _SELECTION_FIELDS}
     arrays.update({f"outputs_{f.name}": getattr(selection.outputs, f.name) for f in fields(ModelOutputs)})

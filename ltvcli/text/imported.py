@@ -18,6 +18,7 @@ NaN row, and is counted.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,12 +111,7 @@ def _id_column(columns, file: Path) -> str:
 
 
 def _read_table(file: Path) -> EmbeddingTable:
-    try:
-        frame = pd.read_parquet(file) if file.suffix.lower() in PARQUET_SUFFIXES else pd.read_csv(
-            file, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, ImportError, pd.errors.ParserError) as exc:
-        raise LtvError(f"{file}: cannot read the embeddings table ({str(exc).strip().splitlines()[0]})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = read_table(file, what="embeddings table")
     id_column = _id_column(frame.columns, file)
     value_columns = [c for c in frame.columns if c != id_column]
     if not value_columns:
@@ -141,11 +137,13 @@ def _read_npz(file: Path) -> EmbeddingTable:
         with np.load(file, allow_pickle=False) as data:
             id_column = _id_column(data.files, file)
             if EMBEDDINGS_KEY not in data.files:
-                raise LtvError(f"{file}: no {EMBEDDINGS_KEY!r} array; found {', '.join(data.files)}")
+                raise LtvError(f"{file}: no {EMBEDDINGS_KEY!r} array; found {', '.join(map(repr, data.files))}")
             ids, vectors = data[id_column], data[EMBEDDINGS_KEY]
     except ValueError as exc:
         raise LtvError(f"{file}: cannot read ({str(exc).strip().splitlines()[0]}); store ids as a string array, "
                        "e.g. np.savez(f, embeddings=x, image_id=np.array(ids, dtype=str))") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise LtvError(f"{file}: not a readable .npz file ({type(exc).__name__})") from None
     return EmbeddingTable(id_column, _as_ids(ids, file), _check_vectors(vectors, len(ids), file))
 
 
@@ -157,7 +155,7 @@ def _read_npy(file: Path, ids_file: str | Path | None) -> EmbeddingTable:
     id_column = _id_column(frame.columns, Path(ids_file))
     try:
         vectors = np.load(file, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise LtvError(f"{file}: not a numeric .npy array ({str(exc).strip().splitlines()[0]})") from None
     return EmbeddingTable(id_column, _as_ids(frame[id_column].to_numpy(), Path(ids_file)),
                           _check_vectors(vectors, len(frame), file))

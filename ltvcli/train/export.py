@@ -24,6 +24,7 @@ from ltvcli.atomic import atomic_path, write_csv
 from ltvcli.console import track
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.outputs import REFINED_LABELS, check_output
 from ltvcli.runtime.device import autocast, resolve_device
 from ltvcli.train.data import DeviceLabels, ImageLoader, ordered_batches
 from ltvcli.train.loop import build_method
@@ -85,9 +86,13 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
 
 
 def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...] = ("train",),
-                  checkpoint: str = "best", device: str = "auto") -> pd.DataFrame:
-    """Compute :func:`refined_labels` and write them to ``out`` (.csv or .parquet), atomically."""
+                  checkpoint: str = "best", device: str = "auto", *, force: bool = False) -> pd.DataFrame:
+    """Compute :func:`refined_labels` and write them to ``out`` (.csv or .parquet), atomically.
+
+    ``force`` replaces an earlier export at ``out``.
+    """
     check_table_path(out)
+    check_output(out, REFINED_LABELS, inputs=[run, dataset.path], force=force)
     frame = refined_labels(run, dataset, splits, checkpoint, device)
     write_table(frame, out)
     return frame

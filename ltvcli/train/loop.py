@@ -38,6 +38,7 @@ from ltvcli import __version__
 from ltvcli.console import console, log, set_verbosity, verbosity, warn
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.outputs import RUN, check_output
 from ltvcli.fusion import make_method, majority_vote
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
 from ltvcli.models import build_model
@@ -69,6 +70,7 @@ class TrainResult:
 # --------------------------------------------------------------------------- public API
 def train(config: TrainConfig) -> TrainResult:
     """Train (or with ``config.resume`` continue) a run; under torchrun every rank calls this."""
+    check_output(config.out, RUN, inputs=[config.dataset, config.pretrained], reuse=True)
     device = resolve_device(config.device)
     launched = distributed.launched_by_torchrun()
     device = distributed.setup(device)
@@ -449,8 +451,7 @@ class Trainer:
             elif self.validator.reference == "majority_vote":
                 log("validation is scored against the label sets' majority vote (the validate split has no "
                     "ground truth)")
-            self.folder.path.mkdir(parents=True, exist_ok=True)
-            self.folder.write_config(self._run_config())
+            self.folder.write_config(self._run_config())  # creates the folder (a refused write: one line)
         distributed.barrier()
 
     def _restore(self) -> None:

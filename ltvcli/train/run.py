@@ -26,6 +26,8 @@ from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 
 CHECKPOINTS = ("best", "last")
+#: config.json keys that scoring and refining a run read.
+CONFIG_KEYS = ("classes", "label_sets", "method", "method_options", "options", "dataset")
 
 
 #: The files whose bytes identify a dataset. dataset.json alone is the same for any two datasets of equal
@@ -66,12 +68,20 @@ class RunFolder:
 
     # ------------------------------------------------------------ config
     def read_config(self) -> dict:
+        if not self.path.is_dir():
+            raise LtvError(f"{self.path}: no such run folder")
         if not self.config_path.is_file():
             raise LtvError(f"{self.path}: not an ltv run folder (config.json is missing)")
         try:
-            return json.loads(self.config_path.read_text(encoding="utf-8"))
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise LtvError(f"{self.config_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError:
+            raise LtvError(f"{self.config_path}: not JSON text; not the config of an ltv run") from None
+        missing = [key for key in CONFIG_KEYS if not isinstance(config, dict) or key not in config]
+        if missing:
+            raise LtvError(f"{self.config_path}: not the config of an ltv training run (no {missing[0]!r})")
+        return config
 
     def write_config(self, config: dict) -> None:
         write_json(self.config_path, config)
