@@ -46,8 +46,9 @@ from ltvcli.fusion.base import Batch, FusionMethod, masked_bce
 from ltvcli.models import build_model
 from ltvcli.train.config import TrainConfig
 from ltvcli.runtime.device import resolve_device
-from ltvcli.train.distributed import unwrap
-from ltvcli.train.loop import Trainer, deterministic, train_step
+from ltvcli.runtime.distributed import unwrap
+from ltvcli.runtime.determinism import deterministic
+from ltvcli.train.loop import Trainer, train_step
 
 N_CLASSES = 14
 

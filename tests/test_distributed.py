@@ -32,8 +32,8 @@ from torch import nn
 from ltvcli.fusion import make_method
 from ltvcli.fusion.base import Batch
 from ltvcli.models import build_model
-from ltvcli.train import distributed
-from ltvcli.train.data import shard
+from ltvcli.runtime import distributed
+from ltvcli.runtime.loader import shard
 from ltvcli.train.loop import train_step
 
 WORLD = 2

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ltvcli.train.distributed import all_reduce_mean, unwrap
+from ltvcli.runtime.distributed import all_reduce_mean, unwrap
 
 
 @dataclass

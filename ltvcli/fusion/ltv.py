@@ -41,7 +41,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult, frozen_forward, masked_bce, mean_count, with_missing
-from ltvcli.train.distributed import all_reduce_mean, unwrap
+from ltvcli.runtime.distributed import all_reduce_mean, unwrap
 
 SCOPES = ("all", "last")
 

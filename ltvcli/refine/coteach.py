@@ -64,7 +64,7 @@ from ltvcli.refine.targets import (
     training_targets,
 )
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.train.data import ImageLoader, epoch_batches, images_to_device, ordered_batches
+from ltvcli.runtime.loader import ImageLoader, epoch_batches, images_to_device, ordered_batches
 
 #: Forward passes with MC dropout on the GAP feature for BALD (per network).
 MC_SAMPLES = 10

@@ -31,7 +31,7 @@ from ltvcli.refine.coteach import CoTeaching, CoteachConfig, ModelOutputs, Selec
 from ltvcli.refine.queue import build_queue, check_queue_path, write_queue, write_sheet
 from ltvcli.refine.scores import check_strategy
 from ltvcli.refine.targets import entry_labels
-from ltvcli.train.loop import deterministic
+from ltvcli.runtime.determinism import deterministic
 from ltvcli.train.run import dataset_fingerprint
 
 _SELECTION_FIELDS = ("rows", "targets", "valid", "trusted", "kept", "forget_rate")

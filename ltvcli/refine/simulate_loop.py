@@ -37,7 +37,8 @@ from ltvcli.refine.queue import candidate_entries
 from ltvcli.refine.relabels import Answers, apply_answers
 from ltvcli.refine.scores import STRATEGIES, pick
 from ltvcli.refine.targets import Targets, entry_labels, fuse
-from ltvcli.train.loop import deterministic, validation_score
+from ltvcli.runtime.determinism import deterministic
+from ltvcli.train.loop import validation_score
 
 SIM_STRATEGIES = STRATEGIES + ("none",)
 METRICS = ("label_accuracy", "test_auc", "test_accuracy")

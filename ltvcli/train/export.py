@@ -25,7 +25,8 @@ from ltvcli.console import track
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.train.data import DeviceLabels, ImageLoader, ordered_batches
+from ltvcli.runtime.loader import ImageLoader, ordered_batches
+from ltvcli.train.data import DeviceLabels
 from ltvcli.train.loop import build_method
 from ltvcli.train.predict import open_run, run_text_embeddings
 from ltvcli.train.run import check_compatible

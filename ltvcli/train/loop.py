@@ -20,14 +20,10 @@ inside the epoch and the epoch's running sums.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -42,10 +38,13 @@ from ltvcli.fusion import make_method, majority_vote
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
 from ltvcli.models import build_model
 from ltvcli.text import load_text_embeddings, read_text_embedding_meta
-from ltvcli.train import distributed
+from ltvcli.runtime import distributed
 from ltvcli.train.config import TrainConfig
+from ltvcli.runtime.determinism import deterministic
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.train.data import MIN_SHARD, DeviceLabels, ImageLoader, epoch_batches, shard
+from ltvcli.runtime.rng import rng_state, seed_everything, set_rng_state
+from ltvcli.runtime.loader import MIN_SHARD, ImageLoader, epoch_batches, shard
+from ltvcli.train.data import DeviceLabels
 from ltvcli.train.predict import probabilities
 from ltvcli.train.run import RunFolder, dataset_fingerprint
 
@@ -114,25 +113,6 @@ def train_step(model: nn.Module, method: FusionMethod, optimizer: torch.optim.Op
     distributed.all_reduce_mean([p.grad for p in method.parameters() if p.grad is not None])
     optimizer.step()
     return result
-
-
-@contextlib.contextmanager
-def deterministic() -> Iterator[None]:
-    """Ask for deterministic kernels for the duration of a run, then restore the previous settings.
-
-    ``warn_only``: kernels with no deterministic version (on CUDA, e.g. the
-    backward of adaptive average pooling) still run, with a warning.
-    """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
 # --------------------------------------------------------------------------- validation
@@ -381,7 +361,7 @@ class Trainer:
             raise LtvError(f"{self.folder.path}: already holds a training run (best.pt/last.pt); "
                            "add --resume to continue it, or choose another --out")
         self.text, self.text_meta = self._text_embeddings() if config.text else (None, None)
-        _seed_everything(config.seed)
+        seed_everything(config.seed)
         model = build_model(config.arch, len(self.dataset.classes), in_channels=self.dataset.channels,
                             image_size=self.dataset.image_size,
                             pretrained=None if config.resume else config.pretrained,
@@ -476,7 +456,7 @@ class Trainer:
         self.best_metric, self.best_epoch = state["best_metric"], state["best_epoch"]
         if state["epoch_stats"] is not None:
             self.stats.load_state_dict(state["epoch_stats"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.records = [r for r in self.folder.read_metrics() if r["step"] <= self.step]
         if distributed.is_main():
             self.folder.write_config(self._run_config())
@@ -591,7 +571,7 @@ class Trainer:
             "epoch_stats": self.stats.state_dict() if self.batch_in_epoch else None,
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
         if distributed.is_main():
             self.folder.save_checkpoint(which, state)
@@ -599,33 +579,3 @@ class Trainer:
 
 def _describe_text(meta: dict | None) -> str:
     return "none" if not meta else f"{meta['dim']} dims from {meta['model']}"
-
-
-# --------------------------------------------------------------------------- RNG state
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def _rng_state() -> dict:
-    """Global RNG states (torch, CUDA, NumPy, Python), as tensors and plain values a weights-only load accepts."""
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss],
-            "python": random.getstate()}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    kind, key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(_as_tuple(state["python"]))
-
-
-def _as_tuple(value):
-    """random.setstate needs tuples where a checkpoint round-trip may give lists."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -21,7 +21,7 @@ from ltvcli.errors import LtvError
 from ltvcli.models import LtvNet, build_model
 from ltvcli.text import load_text_embeddings
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.train.data import ImageLoader, images_to_device, ordered_batches
+from ltvcli.runtime.loader import ImageLoader, images_to_device, ordered_batches
 from ltvcli.train.run import RunFolder, check_compatible
 
 
