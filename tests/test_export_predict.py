@@ -13,7 +13,7 @@ import torch
 from conftest import Cli, make_dataset
 from helpers_train import TRAIN_FAST, rebuild
 from ltvcli.dataset import Dataset
-from ltvcli.train.loop import validation_score
+from ltvcli.metrics import validation_score
 from ltvcli.train.predict import load_run, predict_probabilities
 
 LABEL_SETS = ["set0", "set1", "set2"]

@@ -24,7 +24,7 @@ import pandas as pd
 from ltvcli.console import log, track
 from ltvcli.dataset.format import MISSING, SPLITS, Dataset
 from ltvcli.errors import LtvError
-from ltvcli.evaluate import metrics
+from ltvcli import metrics
 from ltvcli.evaluate.tables import (
     UNKNOWN_ID_POLICIES,
     Column,

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset.format import MISSING, Dataset, as_targets
+from ltvcli.dataset.labelsets import parse_binary
 from ltvcli.errors import LtvError
 from ltvcli.findings import canonical, is_finding
-from ltvcli.ingest import csvio
-from ltvcli.ingest.handlabels import parse_binary
 
 #: Names of the per-image id column, in order of preference.
 IMAGE_ID_COLUMNS = ("image", "image_id", "dicom_id")

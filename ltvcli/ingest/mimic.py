@@ -26,13 +26,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
 from ltvcli.dataset.format import SPLITS
 from ltvcli.dataset.labelsets import check_policies, label_sets_from_raw, parse_raw_value
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
-from ltvcli.ingest import csvio, handlabels
+from ltvcli.ingest import handlabels
 from ltvcli.ingest.images import default_workers, load_image
 
 LABELLERS = ("negbio", "chexpert")

@@ -25,11 +25,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
-from ltvcli.ingest import csvio, handlabels
+from ltvcli.ingest import handlabels
 from ltvcli.ingest.images import default_workers, load_image
 
 FRONTAL_VIEWS = ("PA", "AP", "Frontal")

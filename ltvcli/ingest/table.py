@@ -26,13 +26,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
 from ltvcli.dataset.format import MISSING, SPLITS, TASKS
+from ltvcli.dataset.labelsets import parse_binary
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS, canonical, is_finding
-from ltvcli.ingest import csvio
-from ltvcli.ingest.handlabels import parse_binary
 from ltvcli.ingest.images import default_workers, load_image
 
 SET_SEPARATOR = ":"

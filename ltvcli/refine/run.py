@@ -26,13 +26,13 @@ from ltvcli import __version__
 from ltvcli.atomic import atomic_path, write_json
 from ltvcli.console import log
 from ltvcli.dataset import Dataset
+from ltvcli.dataset.fingerprint import dataset_fingerprint
 from ltvcli.errors import LtvError
 from ltvcli.refine.coteach import CoTeaching, CoteachConfig, ModelOutputs, Selection
 from ltvcli.refine.queue import build_queue, check_queue_path, write_queue, write_sheet
 from ltvcli.refine.scores import check_strategy
 from ltvcli.refine.targets import entry_labels
 from ltvcli.runtime.determinism import deterministic
-from ltvcli.train.run import dataset_fingerprint
 
 _SELECTION_FIELDS = ("rows", "targets", "valid", "trusted", "kept", "forget_rate")
 

@@ -27,18 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score
 
 from ltvcli.console import log
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.metrics import accuracy, validation_score
 from ltvcli.refine.coteach import CoTeaching, CoteachConfig, Selection
 from ltvcli.refine.queue import candidate_entries
 from ltvcli.refine.relabels import Answers, apply_answers
 from ltvcli.refine.scores import STRATEGIES, pick
 from ltvcli.refine.targets import Targets, entry_labels, fuse
 from ltvcli.runtime.determinism import deterministic
-from ltvcli.train.loop import validation_score
 
 SIM_STRATEGIES = STRATEGIES + ("none",)
 METRICS = ("label_accuracy", "test_auc", "test_accuracy")
@@ -149,10 +148,10 @@ class _Loop:
         truth, mask = truth[self.test_rows], mask[self.test_rows]
         auc = validation_score(probs, truth, mask, multilabel=True)  # one-vs-rest for one-hot multi-class truth
         if self.data.is_multilabel:
-            accuracy = float(accuracy_score(truth[mask], probs[mask] >= 0.5))
+            share = accuracy(truth[mask], probs[mask] >= 0.5)
         else:
-            accuracy = validation_score(probs, truth, mask, multilabel=False)
-        return auc, accuracy
+            share = validation_score(probs, truth, mask, multilabel=False)
+        return auc, share
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

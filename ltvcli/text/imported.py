@@ -27,7 +27,7 @@ import pandas as pd
 from ltvcli.console import warn
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
-from ltvcli.ingest.csvio import PARQUET_SUFFIXES, missing_ids, read_table
+from ltvcli.csvio import PARQUET_SUFFIXES, missing_ids, read_table
 from ltvcli.text.store import save_text_embeddings
 
 IMAGE_ID_COLUMNS = ("image_id", "image", "dicom_id")

@@ -33,9 +33,11 @@ from torch import nn
 from ltvcli import __version__
 from ltvcli.console import console, log, set_verbosity, verbosity, warn
 from ltvcli.dataset import Dataset
+from ltvcli.dataset.fingerprint import dataset_fingerprint
 from ltvcli.errors import LtvError
 from ltvcli.fusion import make_method, majority_vote
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
+from ltvcli.metrics import scorable, validation_score
 from ltvcli.models import build_model
 from ltvcli.text import load_text_embeddings, read_text_embedding_meta
 from ltvcli.runtime import distributed
@@ -46,7 +48,7 @@ from ltvcli.runtime.rng import rng_state, seed_everything, set_rng_state
 from ltvcli.runtime.loader import MIN_SHARD, ImageLoader, epoch_batches, shard
 from ltvcli.train.data import DeviceLabels
 from ltvcli.train.predict import probabilities
-from ltvcli.train.run import RunFolder, dataset_fingerprint
+from ltvcli.train.run import RunFolder
 
 CHECKPOINT_FORMAT = 1
 #: What a run's config.json records about the report embeddings it was trained with (``--text``).
@@ -141,33 +143,11 @@ class Validator:
     @property
     def scorable(self) -> bool:
         """Whether any class can be scored (AUC needs both outcomes in a column)."""
-        if self.dataset.is_multilabel:
-            return any(_two_outcomes(self.targets[:, c], self.mask[:, c]) for c in range(self.targets.shape[1]))
-        return bool(self.mask.any())
+        return scorable(self.targets, self.mask, self.dataset.is_multilabel)
 
     def score(self, model: nn.Module, device: torch.device, workers: int) -> float:
         probs = probabilities(model, self.dataset, self.rows, device, workers=workers, text=self.text)
         return validation_score(probs, self.targets, self.mask, self.dataset.is_multilabel)
-
-
-def validation_score(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, multilabel: bool) -> float:
-    """Macro ROC AUC over the classes with both outcomes (multi-label) or accuracy (multi-class); NaN if none."""
-    from sklearn.metrics import accuracy_score, roc_auc_score  # imported here: it costs seconds at CLI start
-
-    if not np.isfinite(probs).all():
-        return math.nan
-    if multilabel:
-        aucs = [roc_auc_score(targets[m, c], probs[m, c])
-                for c in range(targets.shape[1]) if _two_outcomes(targets[:, c], m := mask[:, c])]
-        return float(np.mean(aucs)) if aucs else math.nan
-    labelled = mask.any(axis=1)
-    if not labelled.any():
-        return math.nan
-    return float(accuracy_score(targets[labelled].argmax(1), probs[labelled].argmax(1)))
-
-
-def _two_outcomes(column: np.ndarray, mask: np.ndarray) -> bool:
-    return len(np.unique(column[mask])) == 2
 
 
 def _majority_reference(dataset: Dataset, rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

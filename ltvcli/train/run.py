@@ -14,7 +14,6 @@ previous complete ``last.pt`` behind and ``--resume`` continues from it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -26,24 +25,6 @@ from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 
 CHECKPOINTS = ("best", "last")
-
-
-#: The files whose bytes identify a dataset. dataset.json alone is the same for any two datasets of equal
-#: shape, so the manifest and the labels join it; the image cache (gigabytes) does not.
-FINGERPRINT_FILES = ("dataset.json", "images.csv", "labels.npy", "ground_truth.npy")
-
-
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """SHA-256 over the dataset's metadata, manifest and labels: a resumed run must see the same data."""
-    digest = hashlib.sha256()
-    for name in FINGERPRINT_FILES:
-        file = dataset.path / name
-        if file.is_file():
-            digest.update(name.encode() + b"\0")
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
 
 
 class RunFolder:
