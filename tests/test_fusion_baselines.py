@@ -12,9 +12,8 @@ from helpers_train import TRAIN_FAST
 from ltvcli.errors import LtvError
 from ltvcli.fusion import (
     ConfusionMatrices,
+    DawidSkene,
     dawid_skene,
-    dawid_skene_labels,
-    fit_dawid_skene,
     make_method,
     majority_vote,
     soft_mean,
@@ -234,8 +233,8 @@ def expected_refined(method: str, data, rows: np.ndarray, run) -> np.ndarray:
         return np.where(mask[rows, 1], targets[rows, 1], np.nan)
     if method == "single:dawid_skene":  # fitted on the training split, applied to any row
         train = data.indices("train")
-        fitted = fit_dawid_skene(targets[train], mask[train], multilabel)
-        return dawid_skene_labels(*fitted, targets[rows], mask[rows], multilabel)[0].numpy()
+        fitted = DawidSkene(multilabel).fit(targets[train], mask[train])
+        return fitted.predict_proba(targets[rows], mask[rows])[0].numpy()
     if method == "mv":
         return majority_vote(targets[rows], mask[rows], seed=3, multilabel=multilabel, rows=rows)[0].numpy()
     frame = pd.read_csv(run.parent / "probabilities.csv")  # cm: the model's clean probability

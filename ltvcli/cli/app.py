@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from typing import Callable
 
 import typer
@@ -66,19 +67,32 @@ def command(group: typer.Typer, name: str | None = None, **kwargs) -> Callable:
 
 
 def _cli_message(exc: LtvError, fn: Callable) -> str:
-    """The error as a command-line user sees it: a Python parameter name becomes the flag that sets it.
+    """The error as a command-line user sees it: each Python parameter name becomes the flag that sets it.
 
     The command function's parameters are the Python API's names, and their
     Typer defaults carry the flags, so the mapping is read off the function.
+    The core names parameters in backquotes (```label_set```); an
+    :class:`OptionError` names its own parameter first unless its problem does.
     """
-    if not isinstance(exc, OptionError):
-        return str(exc)
-    parameter = inspect.signature(fn).parameters.get(exc.parameter)
-    if parameter is None:
-        return str(exc)
-    info = parameter.default
-    if isinstance(info, ArgumentInfo):
-        return f"{exc.parameter.upper()} {exc.problem}"
-    decls = [d for d in (info.param_decls or ()) if d.startswith("--")] if isinstance(info, OptionInfo) else []
-    flag = max(decls, key=len) if decls else "--" + exc.parameter.replace("_", "-")
-    return f"{flag} {exc.problem}"
+    flags = _flags(fn)
+    message = str(exc)
+    if isinstance(exc, OptionError) and not exc.names_itself:
+        message = f"{flags.get(exc.parameter, exc.parameter)} {exc.problem}"
+    return _MENTION.sub(lambda match: flags.get(match.group(1), match.group(0)), message)
+
+
+#: A parameter named in a message: a Python identifier in backquotes.
+_MENTION = re.compile(r"`([a-z_][a-z0-9_]*)`")
+
+
+def _flags(fn: Callable) -> dict[str, str]:
+    """Python parameter name -> how the command line spells it: the longest ``--flag``, or ARGUMENT."""
+    flags = {}
+    for name, parameter in inspect.signature(fn).parameters.items():
+        info = parameter.default
+        if isinstance(info, ArgumentInfo):
+            flags[name] = name.upper()
+        elif isinstance(info, OptionInfo):
+            decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
+            flags[name] = max(decls, key=len) if decls else "--" + name.replace("_", "-")
+    return flags

@@ -19,16 +19,18 @@ from ltvcli.console import warn
 from ltvcli.errors import LtvError
 from ltvcli.fusion.aggregators import (
     AGGREGATOR_NAMES,
+    Aggregator,
+    DawidSkene,
     MajorityVote,
-    SingleLabelSet,
+    OneLabelSet,
+    SoftMean,
     dawid_skene,
-    dawid_skene_labels,
-    fit_dawid_skene,
     majority_vote,
     soft_mean,
 )
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
 from ltvcli.fusion.cm import ConfusionMatrices
+from ltvcli.fusion.single import MajorityLabels, SingleLabelSet
 from ltvcli.fusion.ltv import SCOPES, LearningToVote
 from ltvcli.fusion.vote import VOTES, ReliabilityVote
 
@@ -53,10 +55,9 @@ DEFAULT_TRUSTED = "expert"
 
 
 __all__ = [
-    "AGGREGATOR_NAMES", "METHOD_NAMES", "OPTION_DEFAULTS", "Batch", "ConfusionMatrices", "FusionMethod",
-    "LearningToVote", "MajorityVote", "ReliabilityVote", "SingleLabelSet", "StepResult", "dawid_skene",
-    "dawid_skene_labels",
-    "fit_dawid_skene", "majority_vote", "make_method", "soft_mean",
+    "AGGREGATOR_NAMES", "METHOD_NAMES", "OPTION_DEFAULTS", "Aggregator", "Batch", "ConfusionMatrices", "DawidSkene",
+    "FusionMethod", "LearningToVote", "MajorityLabels", "MajorityVote", "OneLabelSet", "ReliabilityVote",
+    "SingleLabelSet", "SoftMean", "StepResult", "dawid_skene", "majority_vote", "make_method", "soft_mean",
 ]
 
 
@@ -75,9 +76,10 @@ def make_method(name: str, *, n_label_sets: int, n_classes: int, multilabel: boo
     if name == "ltv":
         method: FusionMethod = _learning_to_vote(shape, opts, label_set_names)
     elif name == "single":
-        method = SingleLabelSet(**shape, source=_source(opts["label_set"], label_set_names), seed=opts["seed"])
+        method = SingleLabelSet(**shape, label_set=_source(opts["label_set"], label_set_names),
+                                label_set_names=label_set_names, seed=opts["seed"])
     elif name == "mv":
-        method = MajorityVote(**shape, seed=opts["seed"])
+        method = MajorityLabels(**shape, seed=opts["seed"])
     else:
         method = ConfusionMatrices(**shape, trace_weight=opts["cm_trace"])
     if name != "single" and opts["label_set"] is not None:
@@ -144,14 +146,12 @@ def _number(value: Any, key: str, *, low: float, high: float | None = None, allo
     return number
 
 
-def _source(label_set: str | None, label_set_names: list[str]) -> int | str:
-    """The label set position (a name wins over an aggregator of the same name) or the aggregator name."""
+def _source(label_set: str | None, label_set_names: list[str]) -> str:
+    """``label_set``, checked: a label set name or an aggregator name."""
     if label_set is None:
         raise LtvError("--method single needs --label-set: one of the label sets "
                        f"({', '.join(label_set_names)}) or an aggregator ({', '.join(AGGREGATOR_NAMES)})")
-    if label_set in label_set_names:
-        return label_set_names.index(label_set)
-    if label_set in AGGREGATOR_NAMES:
+    if label_set in label_set_names or label_set in AGGREGATOR_NAMES:
         return label_set
     raise LtvError(f"unknown --label-set {label_set!r}; expected a label set ({', '.join(label_set_names)}) "
                    f"or an aggregator ({', '.join(AGGREGATOR_NAMES)})")

@@ -6,8 +6,9 @@ particular method: per batch it calls :meth:`FusionMethod.step`, backpropagates
 the returned loss into the model *and* the method's own parameters (the vote's
 attention, CM's confusion matrices), and records the returned diagnostics.
 
-Label-only aggregators (majority vote, soft mean, Dawid-Skene) see the whole
-training split once, in :meth:`FusionMethod.fit_labels`, before training.
+Label-only statistics (Dawid-Skene's confusion matrices, the reliability
+vote's prior) are fitted on the whole training split once, in
+:meth:`FusionMethod.fit_labels`, before training.
 """
 
 from __future__ import annotations
@@ -168,7 +169,10 @@ def from_groups(values: torch.Tensor, multilabel: bool) -> torch.Tensor:
 
 
 def hard_labels(labels: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    """Soft [N, C] labels to 0/1: thresholded at 0.5 (multi-label) or one-hot of the arg max (multi-class)."""
+    """Soft [N, C] labels to 0/1: thresholded at 0.5 (multi-label) or one-hot of the arg max (multi-class).
+
+    The binarisation of every method without a vote, and of the refinement phase's training labels.
+    """
     if multilabel:
         return (labels >= 0.5).to(labels.dtype)
     return nn.functional.one_hot(labels.argmax(dim=-1), labels.shape[-1]).to(labels.dtype)

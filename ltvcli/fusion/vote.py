@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from ltvcli.fusion.aggregators import fit_dawid_skene
+from ltvcli.fusion.aggregators import DawidSkene
 from ltvcli.fusion.base import (
     Batch,
     StepResult,
@@ -84,9 +84,9 @@ class ReliabilityVote(LearningToVote):
 
     def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
         """Fit the global reliability (Dawid-Skene confusion matrices and prior) on the training split."""
-        confusion, prior = fit_dawid_skene(targets, mask, self.multilabel)
-        self.log_confusion.copy_(confusion.log())
-        self.log_prior.copy_(prior.log())
+        fitted = DawidSkene(self.multilabel).fit(targets, mask)
+        self.log_confusion.copy_(fitted.confusion_.log())
+        self.log_prior.copy_(fitted.prior_.log())
         self.fitted.fill_(True)
 
     def multipliers(self, features: torch.Tensor) -> torch.Tensor:

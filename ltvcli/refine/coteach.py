@@ -58,7 +58,6 @@ from ltvcli.errors import LtvError
 from ltvcli.models import ARCHS, build_model
 from ltvcli.refine.targets import (
     Targets,
-    check_labels_option,
     estimate_forget_rate,
     group_count,
     training_targets,
@@ -232,7 +231,6 @@ class CoTeaching:
     """Two networks, their optimisers and the per-entry state of one selection run on a dataset."""
 
     def __init__(self, dataset: Dataset, config: CoteachConfig):
-        check_labels_option(config.labels, dataset.label_set_names)
         self.dataset, self.config = dataset, config
         self.multilabel = dataset.is_multilabel
         self.device = resolve_device(config.device)
@@ -241,10 +239,10 @@ class CoTeaching:
             raise LtvError(f"{dataset.path}: the train split has {len(self.rows)} image(s); refining needs at least 2")
         self.position = np.full(len(dataset), -1, dtype=np.int64)
         self.position[self.rows] = np.arange(len(self.rows))
+        self.set_targets(training_targets(dataset, config.labels, config.seed))  # checks `labels` before any work
         torch.manual_seed(config.seed)
         self.networks = [build_model(config.arch, len(dataset.classes), in_channels=dataset.channels,
                                      image_size=dataset.image_size).to(self.device) for _ in range(2)]
-        self.set_targets(training_targets(dataset, config.labels, config.seed))
         self.forget_rate = self._forget_rate()
         n, groups = len(self.rows), group_count(len(dataset.classes), self.multilabel)
         self.kept = np.ones((n, groups), dtype=bool)

@@ -35,7 +35,8 @@ from ltvcli.console import console, log, set_verbosity, verbosity, warn
 from ltvcli.dataset import Dataset
 from ltvcli.dataset.fingerprint import dataset_fingerprint
 from ltvcli.errors import LtvError
-from ltvcli.fusion import make_method, majority_vote
+from ltvcli.fusion import make_method
+from ltvcli.fusion.aggregators import MajorityVote
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
 from ltvcli.metrics import scorable, validation_score
 from ltvcli.models import build_model
@@ -48,9 +49,8 @@ from ltvcli.runtime.rng import rng_state, seed_everything, set_rng_state
 from ltvcli.runtime.loader import MIN_SHARD, ImageLoader, epoch_batches, shard
 from ltvcli.train.data import DeviceLabels
 from ltvcli.train.predict import probabilities
-from ltvcli.train.run import RunFolder
+from ltvcli.train.run import CHECKPOINT_FORMAT, RunFolder
 
-CHECKPOINT_FORMAT = 1
 #: What a run's config.json records about the report embeddings it was trained with (``--text``).
 TEXT_META_KEYS = ("dim", "source", "model", "pooling", "max_length")
 
@@ -152,7 +152,7 @@ class Validator:
 
 def _majority_reference(dataset: Dataset, rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     targets, mask = dataset.targets()
-    labels, valid = majority_vote(targets[rows], mask[rows], seed, multilabel=dataset.is_multilabel, rows=rows)
+    labels, valid = MajorityVote(dataset.is_multilabel, seed).predict_proba(targets[rows], mask[rows], rows)
     return labels.numpy().astype(np.float32), valid.numpy()
 
 

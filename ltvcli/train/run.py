@@ -25,6 +25,9 @@ from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 
 CHECKPOINTS = ("best", "last")
+#: Checkpoint layout version. 2: the fitted Dawid-Skene matrices of ``single`` are the extra state of its
+#: aggregator (``aggregator._extra_state``); 1 (ltv 0.1.0) kept them as ``ds_confusion``/``ds_prior``.
+CHECKPOINT_FORMAT = 2
 
 
 class RunFolder:
@@ -67,9 +70,10 @@ class RunFolder:
         if not path.is_file():
             raise LtvError(f"{path}: no such checkpoint (has this run finished an epoch?)")
         try:
-            return torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # a truncated or foreign file: the user can fix it, it is not a bug
             raise LtvError(f"{path}: not a readable ltv checkpoint ({type(exc).__name__})") from None
+        return upgrade_checkpoint(state, path)
 
     # ----------------------------------------------------------- metrics
     def read_metrics(self) -> list[dict]:
@@ -82,6 +86,20 @@ class RunFolder:
         """Rewrite metrics.jsonl and metrics.csv from all records (small: one per epoch)."""
         write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         write_csv(self.path / "metrics.csv", pd.DataFrame(records))
+
+
+def upgrade_checkpoint(state: dict, path: Path) -> dict:
+    """A checkpoint in today's layout; an older one is converted, a newer one refused (naming its format)."""
+    version = state.get("format")
+    if version not in (1, CHECKPOINT_FORMAT):
+        raise LtvError(f"{path}: checkpoint format {version!r} is not supported (this ltv reads formats 1 and "
+                       f"{CHECKPOINT_FORMAT}); use the ltv version that wrote it")
+    method = state["method"]
+    if version == 1 and "ds_confusion" in method:
+        method["aggregator._extra_state"] = {"confusion_": method.pop("ds_confusion"),
+                                             "prior_": method.pop("ds_prior")}
+    state["format"] = CHECKPOINT_FORMAT
+    return state
 
 
 def check_compatible(config: dict, dataset: Dataset, *, label_sets: bool = False) -> None:
