@@ -12,6 +12,12 @@ user reads as is and the CLI rewrites as the flag that sets it
 :class:`OptionError`, so neither layer has to know the other's spelling.
 """
 
+import re
+from typing import Callable
+
+#: A parameter named in a message or help text: a Python identifier in backquotes.
+_MENTION = re.compile(r"`([a-z_][a-z0-9_]*)`")
+
 
 class LtvError(Exception):
     """A problem with the user's input, explained in one line (parameters named in backquotes)."""
@@ -34,3 +40,8 @@ class OptionError(LtvError):
     def names_itself(self) -> bool:
         """Whether ``problem`` already names the parameter (in backquotes), so no prefix is needed."""
         return f"`{self.parameter}`" in self.problem
+
+
+def spell_parameters(text: str, spell: Callable[[str], str]) -> str:
+    """``text`` with every parameter named in backquotes written as ``spell(name)`` (the CLI: its flag)."""
+    return _MENTION.sub(lambda match: spell(match.group(1)), text)

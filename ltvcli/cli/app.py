@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from typing import Callable
 
 import typer
 from typer.models import ArgumentInfo, OptionInfo
 
 from ltvcli import __version__
+from ltvcli.cli.options import flag
 from ltvcli.console import set_verbosity
-from ltvcli.errors import LtvError, OptionError
+from ltvcli.errors import LtvError, OptionError, spell_parameters
 
 app = typer.Typer(
     name="ltv",
@@ -70,19 +70,21 @@ def _cli_message(exc: LtvError, fn: Callable) -> str:
     """The error as a command-line user sees it: each Python parameter name becomes the flag that sets it.
 
     The command function's parameters are the Python API's names, and their
-    Typer defaults carry the flags, so the mapping is read off the function.
-    The core names parameters in backquotes (```label_set```); an
-    :class:`OptionError` names its own parameter first unless its problem does.
+    Typer defaults carry the flags, so the mapping is read off the function;
+    a name that is no parameter of this command is another command's option
+    (a run "trained with `text`"), spelled the usual way. The core names
+    parameters in backquotes (```label_set```); an :class:`OptionError` names
+    its own parameter first unless its problem does.
     """
     flags = _flags(fn)
+
+    def spell(name: str) -> str:
+        return flags.get(name, flag(name))
+
     message = str(exc)
     if isinstance(exc, OptionError) and not exc.names_itself:
-        message = f"{flags.get(exc.parameter, exc.parameter)} {exc.problem}"
-    return _MENTION.sub(lambda match: flags.get(match.group(1), match.group(0)), message)
-
-
-#: A parameter named in a message: a Python identifier in backquotes.
-_MENTION = re.compile(r"`([a-z_][a-z0-9_]*)`")
+        message = f"{spell(exc.parameter)} {exc.problem}"
+    return spell_parameters(message, spell)
 
 
 def _flags(fn: Callable) -> dict[str, str]:
@@ -94,5 +96,5 @@ def _flags(fn: Callable) -> dict[str, str]:
             flags[name] = name.upper()
         elif isinstance(info, OptionInfo):
             decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
-            flags[name] = max(decls, key=len) if decls else "--" + name.replace("_", "-")
+            flags[name] = max(decls, key=len) if decls else flag(name)
     return flags

@@ -166,7 +166,7 @@ def load_inputs(
 def run_column(spec: str | Path, dataset: Dataset, rows: np.ndarray, classes: list[str], labelled: np.ndarray,
                checkpoint: str, device: str) -> Column:
     """A trained run's probabilities on the evaluated images (the run checks it knows the dataset's classes)."""
-    from ltvcli.train.predict import predict_probabilities  # torch is imported only when a run is scored
+    from ltvcli.runs.predict import predict_probabilities  # torch is imported only when a run is scored
 
     name, path = split_name(spec)
     image_ids, probs = predict_probabilities(path, dataset, split=_covering_split(dataset, rows),

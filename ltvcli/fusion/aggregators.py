@@ -180,8 +180,8 @@ def make_aggregator(source: str, label_set_names: list[str], *, multilabel: bool
         return MajorityVote(multilabel, seed)
     if source == "dawid_skene":
         return DawidSkene(multilabel)
-    raise OptionError(parameter, f"{source!r}: expected a label set ({', '.join(label_set_names)}) "
-                                 f"or an aggregator ({', '.join(AGGREGATOR_NAMES)})")
+    raise OptionError(parameter, f"unknown `{parameter}` {source!r}; expected a label set "
+                                 f"({', '.join(label_set_names)}) or an aggregator ({', '.join(AGGREGATOR_NAMES)})")
 
 
 # ----------------------------------------------------------------------------- shortcuts for notebooks

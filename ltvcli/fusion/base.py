@@ -14,13 +14,13 @@ vote's prior) are fitted on the whole training split once, in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from ltvcli.options import Options
 from ltvcli.runtime.distributed import all_reduce_mean, unwrap
 
 
@@ -58,17 +58,22 @@ class StepResult:
 
 
 class FusionMethod(nn.Module):
-    """Base class: subclasses set ``name`` and implement :meth:`step`."""
+    """Base class: subclasses implement :meth:`step` and are registered in :mod:`ltvcli.fusion.registry`.
 
-    name: ClassVar[str] = ""
-    #: The fewest label sets the method is meaningful with (the loop checks it with a clear error).
-    min_label_sets: ClassVar[int] = 1
+    A method is built from the dataset's shape, its typed ``options`` (the
+    dataclass its registry entry declares) and the label set names; it reads
+    every hyper-parameter from ``self.options``, so a new one needs no new
+    constructor argument.
+    """
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool):
+    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, options: Options,
+                 label_set_names: list[str]):
         super().__init__()
         self.n_label_sets = n_label_sets
         self.n_classes = n_classes
         self.multilabel = multilabel
+        self.options = options
+        self.label_set_names = label_set_names
 
     def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
         """See every training label once before training ([N, M, C] arrays). Default: nothing to fit."""

@@ -10,21 +10,19 @@ training split (kept in the checkpoint with the method).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 
-from ltvcli.fusion.aggregators import Aggregator, MajorityVote, OneLabelSet, make_aggregator
+from ltvcli.errors import OptionError
+from ltvcli.fusion.aggregators import AGGREGATOR_NAMES, Aggregator, MajorityVote, OneLabelSet, make_aggregator
 from ltvcli.fusion.base import Batch, PredictionMethod, StepResult, hard_labels, masked_bce, mean_count, with_missing
+from ltvcli.fusion.registry import SingleOptions, TieBreakOptions
 
 
 class AggregatedLabels(PredictionMethod):
-    """Train on the labels of ``aggregator``; missing labels are masked out of the loss."""
+    """Train on the labels of ``self.aggregator``; missing labels are masked out of the loss."""
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, aggregator: Aggregator):
-        super().__init__(n_label_sets, n_classes, multilabel)
-        self.aggregator = aggregator
+    aggregator: Aggregator
 
     def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
         """Fit the aggregator on the training split's labels (only Dawid-Skene learns anything)."""
@@ -46,22 +44,30 @@ class AggregatedLabels(PredictionMethod):
 class SingleLabelSet(AggregatedLabels):
     """``single``: one label set, or the labels of one aggregator (a label set of the same name wins)."""
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, label_set: str,
-                 label_set_names: list[str], seed: int = 0):
-        super().__init__(n_label_sets, n_classes, multilabel,
-                         make_aggregator(label_set, label_set_names, multilabel=multilabel, seed=seed))
-        self.label_set = label_set
+    options: SingleOptions
+
+    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, options: SingleOptions,
+                 label_set_names: list[str]):
+        super().__init__(n_label_sets, n_classes, multilabel, options, label_set_names)
+        if options.label_set is None:
+            raise OptionError("label_set", f"`method` single needs `label_set`: one of the label sets "
+                                           f"({', '.join(label_set_names)}) or an aggregator "
+                                           f"({', '.join(AGGREGATOR_NAMES)})")
+        self.aggregator = make_aggregator(options.label_set, label_set_names, multilabel=multilabel,
+                                          seed=options.seed)
 
     @property
     def source(self) -> int | str:
         """What ``label_set`` resolved to: the label set's position, or the aggregator's name."""
-        return self.aggregator.index if isinstance(self.aggregator, OneLabelSet) else self.label_set
+        return self.aggregator.index if isinstance(self.aggregator, OneLabelSet) else self.options.label_set
 
 
 class MajorityLabels(AggregatedLabels):
     """``mv``: the per-sample majority vote of the label sets, ties broken by a seeded hash."""
 
-    min_label_sets: ClassVar[int] = 2
+    options: TieBreakOptions
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, seed: int = 0):
-        super().__init__(n_label_sets, n_classes, multilabel, MajorityVote(multilabel, seed))
+    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, options: TieBreakOptions,
+                 label_set_names: list[str]):
+        super().__init__(n_label_sets, n_classes, multilabel, options, label_set_names)
+        self.aggregator = MajorityVote(multilabel, options.seed)

@@ -27,9 +27,8 @@ from ltvcli.dataset.format import as_targets
 from ltvcli.errors import LtvError
 from ltvcli.fusion.aggregators import make_aggregator
 from ltvcli.fusion.base import hard_labels
+from ltvcli.fusion.registry import EXPERT_SET
 
-#: Name of the label set holding the expert's answers (written by ``ltv ingest relabels``).
-EXPERT_SET = "expert"
 #: Forget rate used where the label sets cannot estimate one (a single label set).
 DEFAULT_FORGET_RATE = 0.2
 #: Upper bound of an estimated forget rate: co-teaching must keep most of the data to learn from.

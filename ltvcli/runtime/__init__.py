@@ -9,3 +9,7 @@
 Nothing here imports from the layers above, so any of them can use it without a package cycle
 (``tests/test_architecture.py`` checks it).
 """
+
+#: The devices a command can be asked to run on (``device``); :func:`ltvcli.runtime.device.resolve_device`
+#: turns one into a ``torch.device``. Declared here, without torch, so the CLI can list them.
+DEVICES = ("auto", "cuda", "cpu")

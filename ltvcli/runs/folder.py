@@ -1,15 +1,16 @@
-"""The run folder: everything one ``ltv train`` writes, and the checks that a run fits a dataset.
+"""The run folder: everything one ``ltv train`` writes.
 
 Layout::
 
-    RUN/config.json     all options, the dataset (path, fingerprint, classes, label sets), ltv version
+    RUN/config.json     the run's record (:class:`~ltvcli.runs.record.RunRecord`): options, dataset, ltv version
     RUN/metrics.jsonl   one JSON record per validation (normally once per epoch)
     RUN/metrics.csv     the same records as a table
     RUN/last.pt         the latest state: model, method, optimizer, position, RNG, best metric
     RUN/best.pt         the state with the best validation metric so far
 
 Every file is written atomically, so a run killed at any moment leaves the
-previous complete ``last.pt`` behind and ``--resume`` continues from it.
+previous complete ``last.pt`` behind and a resumed run continues from it.
+Checkpoints carry a format version; :func:`upgrade_checkpoint` reads older ones.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ltvcli.atomic import atomic_path, write_csv, write_json, write_text
-from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
+from ltvcli.atomic import atomic_path, write_csv, write_text
+from ltvcli.errors import LtvError, OptionError
+from ltvcli.runs.record import RunRecord, read_record, write_record
 
 CHECKPOINTS = ("best", "last")
 #: Checkpoint layout version. 2: the fitted Dawid-Skene matrices of ``single`` are the extra state of its
@@ -42,23 +43,18 @@ class RunFolder:
 
     def checkpoint_path(self, which: str) -> Path:
         if which not in CHECKPOINTS:
-            raise LtvError(f"--checkpoint {which!r}: expected one of {', '.join(CHECKPOINTS)}")
+            raise OptionError("checkpoint", f"{which!r}: expected one of {', '.join(CHECKPOINTS)}")
         return self.path / f"{which}.pt"
 
     def has_checkpoints(self) -> bool:
         return any(self.checkpoint_path(which).exists() for which in CHECKPOINTS)
 
-    # ------------------------------------------------------------ config
-    def read_config(self) -> dict:
-        if not self.config_path.is_file():
-            raise LtvError(f"{self.path}: not an ltv run folder (config.json is missing)")
-        try:
-            return json.loads(self.config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise LtvError(f"{self.config_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    # ------------------------------------------------------------ record
+    def read_record(self) -> RunRecord:
+        return read_record(self.path, RunRecord)
 
-    def write_config(self, config: dict) -> None:
-        write_json(self.config_path, config)
+    def write_record(self, record: RunRecord) -> None:
+        write_record(self.path, record)
 
     # ------------------------------------------------------- checkpoints
     def save_checkpoint(self, which: str, state: dict) -> None:
@@ -100,15 +96,3 @@ def upgrade_checkpoint(state: dict, path: Path) -> dict:
                                              "prior_": method.pop("ds_prior")}
     state["format"] = CHECKPOINT_FORMAT
     return state
-
-
-def check_compatible(config: dict, dataset: Dataset, *, label_sets: bool = False) -> None:
-    """A run can only score/refine a dataset with the classes (and label sets) it was trained on."""
-    where = f"{dataset.path}"
-    if dataset.classes != config["classes"]:
-        raise LtvError(f"{where}: classes {dataset.classes} differ from the run's {config['classes']}")
-    if dataset.channels != config["dataset"]["channels"]:
-        raise LtvError(f"{where}: {dataset.channels}-channel images, the run was trained on "
-                       f"{config['dataset']['channels']}-channel images")
-    if label_sets and dataset.label_set_names != config["label_sets"]:
-        raise LtvError(f"{where}: label sets {dataset.label_set_names} differ from the run's {config['label_sets']}")
