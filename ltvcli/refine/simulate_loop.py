@@ -30,7 +30,7 @@ import pandas as pd
 
 from ltvcli.console import log
 from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.metrics import accuracy, validation_score
 from ltvcli.refine.coteach import CoTeaching, CoteachConfig, Selection
 from ltvcli.refine.queue import candidate_entries
@@ -64,12 +64,13 @@ def _check(data: Dataset, budget: int, rounds: int, strategies: list[str], seeds
            recal_epochs: int) -> None:
     for strategy in strategies:
         if strategy not in SIM_STRATEGIES:
-            raise LtvError(f"--strategies: unknown strategy {strategy!r}; expected some of {', '.join(SIM_STRATEGIES)}")
-    for option, value in (("--budget", budget), ("--rounds", rounds), ("--recal-epochs", recal_epochs)):
+            raise OptionError("strategies", f"unknown strategy {strategy!r}; expected some of "
+                                            f"{', '.join(SIM_STRATEGIES)}")
+    for option, value in (("budget", budget), ("rounds", rounds), ("recal_epochs", recal_epochs)):
         if value < 1:
-            raise LtvError(f"{option} {value}: expected a positive integer")
+            raise OptionError(option, f"{value}: expected a positive integer")
     if not strategies or not seeds:
-        raise LtvError("give at least one strategy (--strategies) and one seed (--seeds)")
+        raise LtvError("give at least one strategy (`strategies`) and one seed (`seeds`)")
     truth = data.ground_truth
     for split in ("train", "test"):
         rows = data.indices(split)

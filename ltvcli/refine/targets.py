@@ -111,7 +111,7 @@ def estimate_forget_rate(labels: np.ndarray, label_set_names: list[str], hard: n
     groups = group_count(n_classes, multilabel)
     if len(keep) < 2:
         warn(f"one label set cannot estimate the noise rate; forgetting {DEFAULT_FORGET_RATE:.0%} "
-             "(set --forget-rate to your estimate)")
+             "(give your own estimate as the forget rate)")
         return np.full(groups, DEFAULT_FORGET_RATE)
     targets, mask = as_targets(labels[:, keep], multilabel, n_classes)
     if multilabel:
