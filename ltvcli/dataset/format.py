@@ -6,7 +6,8 @@ A dataset folder holds, for N images, M label sets over C classes::
     images.csv          the manifest: one row per image (ids, split, view, source path, report)
     labels.npy          label sets; multilabel int8 [N, M, C] in {1, 0, -1 = missing},
                         multiclass int16 [N, M] class id or -1 = missing
-    images.npy          uint8 [N, S, S] (grayscale) or [N, S, S, 3] (RGB), memory-mapped
+    images.npy          uint8 [N, S, S] (grayscale) or [N, S, S, 3] (RGB), memory-mapped; a label layer
+                        has none and names the dataset whose cache it uses (``image_cache``)
     ground_truth.npy    optional; int8 [N, C] or int16 [N], -1 = not labelled
     raw_labels.npy      optional; int8 [N, L, C], each labeller's raw codes (see RAW_*)
     reports.csv         optional; image_id, text for sources whose report text is inline
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ltvcli.dataset.cache import IMAGE_CACHE_KEY, base_folder, open_base_cache, open_cache
 from ltvcli.errors import LtvError
 
 FORMAT_VERSION = 1
@@ -149,8 +151,19 @@ class Dataset:
 
     @property
     def images(self) -> np.ndarray:
-        """Memory-mapped uint8 images [N, S, S] or [N, S, S, 3]."""
-        return self._array("images", mmap=True)
+        """Memory-mapped uint8 images [N, S, S] or [N, S, S, 3]: this folder's cache, or the one it is a label
+        layer over (checked to be the cache it was made over; see :mod:`ltvcli.dataset.cache`)."""
+        if "images" not in self._cache:
+            reference = self.meta.get(IMAGE_CACHE_KEY)
+            self._cache["images"] = open_cache(self.path) if reference is None else \
+                open_base_cache(self.path, reference, self.image_ids)
+        return self._cache["images"]
+
+    @property
+    def cache_folder(self) -> Path:
+        """The folder whose images.npy holds this dataset's pixels: its own, or its base's (a label layer)."""
+        reference = self.meta.get(IMAGE_CACHE_KEY)
+        return self.path if reference is None else base_folder(self.path, reference)
 
     @property
     def ground_truth(self) -> np.ndarray | None:
