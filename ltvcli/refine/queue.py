@@ -22,7 +22,7 @@ from PIL import Image
 from ltvcli.atomic import write_csv, write_text
 from ltvcli.dataset import Dataset
 from ltvcli.dataset.format import MISSING
-from ltvcli.errors import LtvError, OptionError
+from ltvcli.errors import OptionError
 from ltvcli.refine.coteach import Selection
 from ltvcli.refine.scores import pick
 
