@@ -34,15 +34,14 @@ def _method_phrase(spec: MethodSpec) -> str:
     return f"{flag('method')} {spec.method}" + (f" {flag('vote')} {spec.vote}" if spec.vote else "")
 
 
-def _scope(name: str) -> str:
-    """Which methods take option ``name``, for its help: ``ltv``, or ``ltv --vote reliability``."""
-    specs = declaring(name)
-    methods = dict.fromkeys(spec.method for spec in specs)
+def _scope(specs: list[MethodSpec], method_flag: str = "") -> str:
+    """The methods ``specs``, for a help text or a warning: ``ltv`` when every vote is there, else each vote."""
     parts = []
-    for method in methods:
+    for method in dict.fromkeys(spec.method for spec in specs):
         variants = [spec for spec in METHODS if spec.method == method]
         mine = [spec for spec in specs if spec.method == method]
-        parts += [method] if len(mine) == len(variants) else [f"{m.method} {flag('vote')} {m.vote}" for m in mine]
+        parts += [f"{method_flag}{method}"] if len(mine) == len(variants) else \
+            [f"{method_flag}{m.method} {flag('vote')} {m.vote}" for m in mine]
     return ", ".join(parts)
 
 
@@ -56,7 +55,7 @@ def _train_parameters() -> list[inspect.Parameter]:
     run = [parameter(item, argument=item.name == "dataset", path=item.name in _PATHS)
            for item in TrainConfig.declared()]
     declared = {item.name: item for spec in METHODS for item in spec.options.declared()}
-    methods = [parameter(item, help=f"{_scope(name)}: {item.rule.help}.", panel=_METHOD_PANEL)
+    methods = [parameter(item, help=f"{_scope(declaring(name))}: {item.rule.help}.", panel=_METHOD_PANEL)
                for name, item in declared.items() if name not in TrainConfig.names()]
     return run + methods
 
@@ -71,9 +70,11 @@ def train(ctx: typer.Context, **options) -> None:
     spec = method_spec(run["method"], run["vote"])
     given = {name: value for name, value in options.items() if _given(ctx, name)}
     own, ignored = split_options(spec, given)
+    if spec.vote is None and _given(ctx, "vote"):
+        ignored = {"vote": run["vote"], **ignored}
     for name in ignored:
-        methods = ", ".join(_method_phrase(s) for s in declaring(name))
-        warn(f"{flag(name)} applies to {methods} only; ignored by {_method_phrase(spec)}")
+        takers = [s for s in METHODS if s.vote] if name == "vote" else declaring(name)
+        warn(f"{flag(name)} applies to {_scope(takers, flag('method') + ' ')} only; ignored by {_method_phrase(spec)}")
     result = train_run(TrainConfig(**run, method_options=own))
     if result.best_metric is not None:
         log(f"best validation {result.metric} {result.best_metric:.4f} at epoch {result.best_epoch}; "
