@@ -11,6 +11,7 @@ Every ``import`` statement counts, at module level or inside a function.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import ltvcli
@@ -58,8 +59,9 @@ def imported_units(path: Path) -> set[str]:
     return units
 
 
+@functools.cache
 def dependencies() -> dict[str, set[str]]:
-    """Unit -> the other units it imports, over every source file of the package."""
+    """Unit -> the other units it imports, over every source file of the package (parsed once per session)."""
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
         unit = unit_of(path)

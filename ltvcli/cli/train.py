@@ -67,20 +67,25 @@ def train(ctx: typer.Context, **options) -> None:
     from ltvcli.train import train as train_run  # imports torch
 
     run = {name: options.pop(name) for name in TrainConfig.names()}
-    spec = method_spec(run["method"], run["vote"])
-    given = {name: value for name, value in options.items() if _given(ctx, name)}
-    own, ignored = split_options(spec, given)
-    if spec.vote is None and _given(ctx, "vote"):
-        ignored = {"vote": run["vote"], **ignored}
-    for name in ignored:
-        takers = [s for s in METHODS if s.vote] if name == "vote" else declaring(name)
-        warn(f"{flag(name)} applies to {_scope(takers, flag('method') + ' ')} only; ignored by {_method_phrase(spec)}")
-    result = train_run(TrainConfig(**run, method_options=own))
+    method_options = _method_options(ctx, method_spec(run["method"], run["vote"]), options)
+    result = train_run(TrainConfig(**run, method_options=method_options))
     if result.best_metric is not None:
         log(f"best validation {result.metric} {result.best_metric:.4f} at epoch {result.best_epoch}; "
             f"run folder {result.run}")
     else:
         log(f"trained {result.epochs} epoch(s), {result.steps} steps; run folder {result.run}")
+
+
+def _method_options(ctx: typer.Context, spec: MethodSpec, options: dict) -> dict:
+    """The method options the user gave that ``spec`` takes; a warning for each given one it does not take."""
+    given = {name: value for name, value in options.items() if _given(ctx, name)}
+    own, ignored = split_options(spec, given)
+    if spec.vote is None and _given(ctx, "vote"):
+        ignored = {"vote": None, **ignored}
+    for name in ignored:
+        takers = [s for s in METHODS if s.vote] if name == "vote" else declaring(name)
+        warn(f"{flag(name)} applies to {_scope(takers, flag('method') + ' ')} only; ignored by {_method_phrase(spec)}")
+    return own
 
 
 @command(app, "export-labels")
