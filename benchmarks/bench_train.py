@@ -41,13 +41,15 @@ from torch import nn
 
 from ltvcli.console import set_verbosity
 from ltvcli.dataset import DatasetSpec, LabelSet, build_dataset
-from ltvcli.fusion import LearningToVote, make_method
+from ltvcli.fusion import LtvOptions, make_method
 from ltvcli.fusion.base import Batch, FusionMethod, masked_bce
+from ltvcli.fusion.ltv import LearningToVote
 from ltvcli.models import build_model
-from ltvcli.train.config import TrainConfig
+from ltvcli.runs.config import TrainConfig
+from ltvcli.runtime.determinism import deterministic
 from ltvcli.runtime.device import resolve_device
-from ltvcli.train.distributed import unwrap
-from ltvcli.train.loop import Trainer, deterministic, train_step
+from ltvcli.runtime.distributed import unwrap
+from ltvcli.train.trainer import Trainer, train_step
 
 N_CLASSES = 14
 
@@ -63,7 +65,7 @@ class NaiveVote(LearningToVote):
             loss = masked_bce(twin(batch.images), batch.targets[:, m], batch.mask[:, m])
             grads = torch.autograd.grad(loss, list(twin.parameters()))
             with torch.no_grad():
-                torch._foreach_sub_(list(twin.parameters()), grads, alpha=self.alpha)
+                torch._foreach_sub_(list(twin.parameters()), grads, alpha=self.options.alpha)
                 features.append(twin.features(batch.images))
         return torch.stack(features, dim=1)
 
@@ -78,7 +80,7 @@ def make_methods(n_sets: int) -> dict[str, FusionMethod]:
         "plain": make_method("single", **shape, options={"label_set": "set0"}),
         "ltv-all": make_method("ltv", **shape, options={"meta_scope": "all"}),
         "ltv-last": make_method("ltv", **shape, options={"meta_scope": "last"}),
-        "naive": NaiveVote(n_sets, N_CLASSES, True, meta_scope="all"),
+        "naive": NaiveVote(n_sets, N_CLASSES, True, LtvOptions(meta_scope="all"), label_set_names(n_sets)),
     }
 
 
@@ -154,9 +156,9 @@ class EpochRow(Row):
 
     def time_round(self) -> None:
         run = self.folder / f"run{len(self.speeds)}"
-        config = TrainConfig(dataset=str(self.dataset.path), out=str(run), method="single", label_set="set0",
-                             epochs=1, arch=self.args.arch, batch_size=self.args.batch, device=self.device.type,
-                             workers=self.args.workers, checkpoint_every=0)
+        config = TrainConfig(dataset=str(self.dataset.path), out=str(run), method="single", epochs=1,
+                             arch=self.args.arch, batch_size=self.args.batch, device=self.device.type,
+                             workers=self.args.workers, checkpoint_every=0, method_options={"label_set": "set0"})
         Trainer(config, self.device).fit()
         self.speeds.append(json.loads((run / "metrics.jsonl").read_text())["img_per_s"])
 

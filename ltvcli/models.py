@@ -26,9 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ltvcli.errors import LtvError
-
-ARCHS = ("tiny", "resnet18", "resnet34", "resnet50")
+from ltvcli.backbones import ARCHS
+from ltvcli.errors import LtvError, OptionError
 #: Width of the text branch's two fully connected layers (the paper's 512).
 TEXT_FEATURES = 512
 
@@ -97,7 +96,7 @@ def build_model(arch: str, n_classes: int, in_channels: int = 1, image_size: int
     adds the text branch for report embeddings of that size.
     """
     if arch not in ARCHS:
-        raise LtvError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHS)}")
+        raise OptionError("arch", f"{arch!r}: expected one of {', '.join(ARCHS)}")
     if arch == "tiny":
         return _tiny(n_classes, in_channels, text_dim)
     import torchvision
@@ -121,7 +120,7 @@ def build_model(arch: str, n_classes: int, in_channels: int = 1, image_size: int
 
 def _load_pretrained(resnet: nn.Module, path: Path) -> None:
     if not path.is_file():
-        raise LtvError(f"{path}: --pretrained file not found")
+        raise LtvError(f"{path}: `pretrained` file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -132,10 +131,10 @@ def _load_pretrained(resnet: nn.Module, path: Path) -> None:
     try:
         missing, unexpected = resnet.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # same names, other shapes: the weights of another network
-        raise LtvError(f"{path}: state dict does not fit this --arch ({str(exc).strip().splitlines()[-1].strip()})"
+        raise LtvError(f"{path}: state dict does not fit this `arch` ({str(exc).strip().splitlines()[-1].strip()})"
                        ) from None
     if unexpected or [k for k in missing if not k.startswith("fc.")]:
-        raise LtvError(f"{path}: state dict does not fit this --arch ({len(unexpected)} unexpected, "
+        raise LtvError(f"{path}: state dict does not fit this `arch` ({len(unexpected)} unexpected, "
                        f"{len(missing)} missing keys)")
 
 

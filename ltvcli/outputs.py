@@ -95,7 +95,7 @@ def check_output(path: str | os.PathLike, kind: OutputKind, *, inputs: Iterable[
     try:
         if path.is_symlink():
             raise OptionError(parameter, f"{path}: is a symbolic link; give the path it points to, or a new path")
-        _check_inputs(path, inputs, parameter)
+        _check_inputs(path, inputs, kind, parameter)
         if path.exists():
             _check_existing(path, kind, force, reuse, parameter)
         _check_writable(path, reuse, parameter)
@@ -104,14 +104,15 @@ def check_output(path: str | os.PathLike, kind: OutputKind, *, inputs: Iterable[
     return path
 
 
-def _check_inputs(path: Path, inputs: Iterable[str | os.PathLike | None], parameter: str) -> None:
+def _check_inputs(path: Path, inputs: Iterable[str | os.PathLike | None], kind: OutputKind, parameter: str) -> None:
     target = _real(path)
+    another = "another folder" if kind.folder else "another path"
     for item in inputs:
         if item is None or str(item) == "":
             continue
         source = _real(Path(item))
         if target == source:
-            raise OptionError(parameter, f"{path}: is {item}, which this command reads; choose another path")
+            raise OptionError(parameter, f"{path}: is {item}, which this command reads; choose {another}")
         if source.is_relative_to(target):
             raise OptionError(parameter, f"{path}: contains {item}, which this command reads; choose a path "
                                          "outside the inputs")

@@ -41,15 +41,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
-from sklearn.preprocessing import StandardScaler
 
 from ltvcli.console import log
-from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
+from ltvcli.dataset import Dataset, DatasetSpec, LabelSet
 from ltvcli.dataset.format import MISSING
-from ltvcli.errors import LtvError
+from ltvcli.dataset.layers import build_layer
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.outputs import DATASET, check_output
 
 ANNOTATOR_TYPES = ("HS", "SF", "OC", "AD", "AVG")
@@ -179,7 +176,11 @@ def image_difficulty(dataset: Dataset) -> np.ndarray:
     1 − the out-of-fold (5-fold) probability of the true state under a
     logistic regression on standardised thumbnails; one binary model per class
     for multi-label data. Entries without ground truth get 0 (never drawn).
+    scikit-learn is imported here: only ``hardness`` > 0 needs it.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
     pixels = _thumbnails(dataset.images)
     truth = dataset.ground_truth.astype(np.int64)
     columns = truth if truth.ndim == 2 else truth[:, None]
@@ -197,6 +198,9 @@ def image_difficulty(dataset: Dataset) -> np.ndarray:
 
 def _thumbnails(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """Standardised THUMBNAIL² (× channels) area-averaged copies of the memory-mapped images, [N, features]."""
+    import torch
+    from sklearn.preprocessing import StandardScaler
+
     parts = []
     for start in range(0, len(images), chunk):
         block = torch.from_numpy(np.asarray(images[start:start + chunk], dtype=np.float32))
@@ -208,19 +212,22 @@ def _thumbnails(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
 def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[str] | None = None,
                      noise: float = 0.3, seed: int = 0, matrices: Path | None = None,
                      hardness: float = 0.0, force: bool = False) -> Dataset:
-    """Write a copy of ``dataset`` whose label sets come from simulated annotators.
+    """Write a label layer over ``dataset`` whose label sets come from simulated annotators.
 
     ``annotators`` lists types, each optionally at its own level (``HS:0.3``;
     repeats allowed: ``HS,HS,AD``); ``matrices``
     (a JSON file) adds user-defined annotators. ``hardness`` > 0 gathers
     the errors on the images hardest to classify (see the module docstring).
     Ground truth, images and splits are kept; the original label sets are
-    replaced. ``force`` replaces an existing dataset at ``out``.
+    replaced. The new folder uses ``dataset``'s image cache (no pixel is
+    copied; see :mod:`ltvcli.dataset.cache`), so ``dataset`` must have
+    images. ``force`` replaces an existing dataset at ``out``.
     """
     check_output(out, DATASET, inputs=[dataset, matrices], force=force)
     if not hardness >= 0:
-        raise LtvError(f"--hardness must be 0 (errors on any image) or more, got {hardness}")
+        raise OptionError("hardness", f"must be 0 (errors on any image) or more, got {hardness}")
     source = Dataset.open(dataset)
+    check_output(out, DATASET, inputs=[source.cache_folder], force=force)  # a layer's base holds its pixels
     if not source.has_ground_truth:
         raise LtvError(f"{source.path}: simulated annotators need ground truth (clean labels) to corrupt")
     n = 2 if source.is_multilabel else len(source.classes)
@@ -228,7 +235,7 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
     if matrices is not None:
         named.update(load_matrices(matrices, n))
     if not named:
-        raise LtvError("no annotators: give --annotators and/or --matrices")
+        raise LtvError("no annotators: give `annotators` and/or `matrices`")
     rng = np.random.default_rng(seed)
     truth = source.ground_truth.astype(np.int64)
     error_weight = image_difficulty(source) ** hardness if hardness > 0 else None
@@ -240,11 +247,11 @@ def simulate_dataset(dataset: str | Path, out: str | Path, *, annotators: list[s
     spec = DatasetSpec(
         task=source.task, classes=source.classes, manifest=source.manifest,
         label_sets=[LabelSet(name=name, labeller=name) for name in named], labels=labels,
-        ground_truth=source.ground_truth, reports=None, pixels=source.images,
+        ground_truth=source.ground_truth, reports=None,
         source={"name": "simulate", "from": str(source.path), "noise": noise, "seed": seed,
                 "hardness": hardness, "matrices": {k: v.tolist() for k, v in named.items()}},
     )
-    return build_dataset(spec, out, size=source.image_size, channels=source.channels, force=force)
+    return build_layer(spec, out, over=source, force=force)
 
 
 def annotator_matrices(kinds: list[str], source: Dataset, noise: float) -> dict[str, np.ndarray]:
@@ -262,7 +269,7 @@ def annotator_matrices(kinds: list[str], source: Dataset, noise: float) -> dict[
 
 
 def parse_annotator(entry: str, noise: float) -> tuple[str, float]:
-    """``"HS"`` -> (HS, noise); ``"HS:0.3"`` -> (HS, 0.3): its own level instead of ``--noise``."""
+    """``"HS"`` -> (HS, noise); ``"HS:0.3"`` -> (HS, 0.3): its own level instead of ``noise``."""
     kind, _, level = entry.partition(":")
     kind = _check_kind(kind)
     if not level.strip():
@@ -284,6 +291,6 @@ def _check_kind(kind: str) -> str:
     return upper
 
 
-def _check_noise(noise: float, what: str = "--noise") -> None:
+def _check_noise(noise: float, what: str = "`noise`") -> None:
     if not 0.0 <= noise <= 1.0:
         raise LtvError(f"{what} must be between 0 and 1 (a fraction), got {noise}")

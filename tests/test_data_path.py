@@ -10,15 +10,9 @@ import torch
 
 from conftest import make_dataset
 from ltvcli.errors import LtvError
-from ltvcli.train.data import (
-    DeviceLabels,
-    ImageLoader,
-    epoch_batches,
-    images_to_device,
-    ordered_batches,
-    shard,
-)
 from ltvcli.runtime.device import resolve_device
+from ltvcli.runtime.loader import ImageLoader, epoch_batches, images_to_device, ordered_batches, shard
+from ltvcli.train.data import DeviceLabels
 
 CPU = torch.device("cpu")
 

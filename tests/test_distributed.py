@@ -32,9 +32,9 @@ from torch import nn
 from ltvcli.fusion import make_method
 from ltvcli.fusion.base import Batch
 from ltvcli.models import build_model
-from ltvcli.train import distributed
-from ltvcli.train.data import shard
-from ltvcli.train.loop import train_step
+from ltvcli.runtime import distributed
+from ltvcli.runtime.loader import shard
+from ltvcli.train.trainer import train_step
 
 WORLD = 2
 N, M, C, SIZE = 8, 3, 3, 8

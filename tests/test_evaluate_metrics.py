@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ltvcli.evaluate import metrics
+from ltvcli import metrics
 
 # pROC's aSAH data (Turck et al. 2010, Intensive Care Medicine 36:107-115; 113 patients, shipped with R pROC):
 # outcome Poor = 1, the s100b biomarker and the WFNS grade (5 levels, so many ties).

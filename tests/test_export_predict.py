@@ -13,8 +13,8 @@ import torch
 from conftest import Cli, make_dataset
 from helpers_train import TRAIN_FAST, rebuild
 from ltvcli.dataset import Dataset
-from ltvcli.train.loop import validation_score
-from ltvcli.train.predict import load_run, predict_probabilities
+from ltvcli.metrics import validation_score
+from ltvcli.runs.predict import load_run, predict_probabilities
 
 LABEL_SETS = ["set0", "set1", "set2"]
 
@@ -113,8 +113,8 @@ def test_predict_writes_probabilities_that_chose_the_best_checkpoint(cli, tmp_pa
 def test_predict_api_checkpoints_and_all_images(cli, tmp_path, data, ltv_run):
     ids, probs = predict_probabilities(ltv_run, data, split=None, checkpoint="last", device="cpu")
     assert list(ids) == list(data.image_ids) and probs.shape == (len(data), 3)
-    model, config = load_run(ltv_run, checkpoint="last")
-    assert not model.training and config["classes"] == data.classes
+    model, record = load_run(ltv_run, checkpoint="last")
+    assert not model.training and record.classes == data.classes
     images = torch.from_numpy(np.asarray(data.images[:4])).float().div(255).unsqueeze(1)
     with torch.no_grad():
         assert np.allclose(torch.sigmoid(model(images)).numpy(), probs[:4], atol=1e-5)

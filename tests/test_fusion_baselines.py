@@ -10,16 +10,10 @@ import torch
 from conftest import make_dataset
 from helpers_train import TRAIN_FAST
 from ltvcli.errors import LtvError
-from ltvcli.fusion import (
-    ConfusionMatrices,
-    dawid_skene,
-    dawid_skene_labels,
-    fit_dawid_skene,
-    make_method,
-    majority_vote,
-    soft_mean,
-)
+from ltvcli.fusion import make_method
+from ltvcli.fusion.aggregators import DawidSkene, dawid_skene, majority_vote, soft_mean
 from ltvcli.fusion.base import Batch
+from ltvcli.fusion.cm import ConfusionMatrices
 from ltvcli.models import build_model
 
 NAMES = ["a", "b", "c"]
@@ -204,15 +198,15 @@ def test_mv_method_trains_on_the_seeded_majority():
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("vote", {}, "unknown --method 'vote'"),
-    ("ltv", {"alpha": 0}, "--alpha must be > 0"),
-    ("ltv", {"alpha": "fast"}, "--alpha must be a number"),
-    ("ltv", {"threshold": 1.5}, "--threshold must be > 0 and < 1"),
-    ("ltv", {"meta_scope": "first"}, "--meta-scope must be one of all, last"),
-    ("cm", {"cm_trace": -1}, "--cm-trace must be >= 0"),
+    ("vote", {}, "method 'vote': expected one of ltv, single, mv, cm"),
+    ("ltv", {"alpha": 0}, "alpha 0.0: expected a positive number"),
+    ("ltv", {"alpha": "fast"}, "alpha 'fast': expected a number"),
+    ("ltv", {"threshold": 1.5}, "threshold 1.5: expected a number strictly between 0 and 1"),
+    ("ltv", {"meta_scope": "first"}, "meta_scope 'first': expected one of all, last"),
+    ("cm", {"cm_trace": -1}, "cm_trace -1.0: expected a non-negative number"),
     ("ltv", {"momentum": 0.9}, "unknown method option"),
-    ("single", {}, "--method single needs --label-set"),
-    ("single", {"label_set": "d"}, "unknown --label-set 'd'"),
+    ("single", {}, "`method` single needs `label_set`"),
+    ("single", {"label_set": "d"}, "unknown `label_set` 'd'"),
 ])
 def test_make_method_rejects_bad_options(name, options, message):
     with pytest.raises(LtvError, match=message.replace("(", r"\(")):
@@ -220,7 +214,7 @@ def test_make_method_rejects_bad_options(name, options, message):
 
 
 def test_methods_that_fuse_need_two_label_sets():
-    with pytest.raises(LtvError, match="--method ltv needs at least 2 label sets; the dataset has 1"):
+    with pytest.raises(LtvError, match="method ltv needs at least 2 label sets; the dataset has 1"):
         make_method("ltv", n_label_sets=1, n_classes=3, multilabel=True, label_set_names=["a"], options={})
     assert make_method("single", n_label_sets=1, n_classes=3, multilabel=True, label_set_names=["a"],
                        options={"label_set": "a"}).source == 0
@@ -234,8 +228,8 @@ def expected_refined(method: str, data, rows: np.ndarray, run) -> np.ndarray:
         return np.where(mask[rows, 1], targets[rows, 1], np.nan)
     if method == "single:dawid_skene":  # fitted on the training split, applied to any row
         train = data.indices("train")
-        fitted = fit_dawid_skene(targets[train], mask[train], multilabel)
-        return dawid_skene_labels(*fitted, targets[rows], mask[rows], multilabel)[0].numpy()
+        fitted = DawidSkene(multilabel).fit(targets[train], mask[train])
+        return fitted.predict_proba(targets[rows], mask[rows])[0].numpy()
     if method == "mv":
         return majority_vote(targets[rows], mask[rows], seed=3, multilabel=multilabel, rows=rows)[0].numpy()
     frame = pd.read_csv(run.parent / "probabilities.csv")  # cm: the model's clean probability

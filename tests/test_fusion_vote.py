@@ -18,7 +18,7 @@ from ltvcli.fusion.aggregators import dawid_skene, majority_vote
 from ltvcli.fusion.base import Batch
 from ltvcli.fusion.vote import ReliabilityVote
 from ltvcli.models import build_model
-from ltvcli.train.loop import vote_warning
+from ltvcli.train.diagnostics import vote_warning
 
 NAMES = ["clean", "noisy", "adversary"]
 
@@ -195,7 +195,7 @@ def test_export_labels_of_a_reliability_run_gives_per_class_weights(cli, tmp_pat
 @pytest.mark.parametrize("args, message", [
     (("--vote", "best"), "--vote 'best': expected one of paper, reliability"),
     (("--vote", "reliability", "--trusted", "oracle"), "unknown --trusted 'oracle'"),
-    (("--vote", "reliability", "--model-evidence", "1.5"), "--model-evidence must be >= 0 and <= 1, got 1.5"),
+    (("--vote", "reliability", "--model-evidence", "1.5"), "--model-evidence 1.5: expected a number between 0 and 1"),
 ])
 def test_bad_vote_options_are_one_line_errors(cli, tmp_path, tiny_dataset, args, message):
     result = cli("train", tiny_dataset.path, "--out", tmp_path / "run", "--epochs", "1", *args, *TRAIN_FAST,

@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 
 from conftest import make_dataset
 from helpers_ingest import write_mimic, write_openi_kaggle
+from ltvcli import csvio
 from ltvcli.errors import LtvError
 from ltvcli.evaluate import load_inputs
 from ltvcli.evaluate.tables import read_labels, read_predictions
 from ltvcli.findings import FINDINGS
-from ltvcli.ingest import csvio
 from ltvcli.ingest.handlabels import read_hand_labels
 from ltvcli.ingest.mimic import mimic_spec
 from ltvcli.ingest.openi import openi_spec

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.ingest.images import default_workers, dicom_to_uint8, load_image, load_image_full
 
 from helpers_ingest import write_dicom, write_raster
@@ -164,5 +164,5 @@ def test_rgb_jpg_in_one_or_three_channels(tmp_path):
 def test_default_workers():
     assert 1 <= default_workers(None) <= 8
     assert default_workers(0) == 0 and default_workers(3) == 3
-    with pytest.raises(LtvError, match="--workers"):
+    with pytest.raises(OptionError, match="^workers must be 0"):
         default_workers(-2)

@@ -89,6 +89,7 @@ def test_labeller_policies_radiologist_ground_truth_and_readers(cli, source, tmp
     assert sum(part["Cardiomegaly"]["uncertain"] for part in raw.values()) == 1
     assert info["ground_truth_counts"]["test"]["Cardiomegaly"] == {"positive": 1, "negative": 1, "missing": 0}
     stored = (tmp_path / "ds" / "images.csv").read_text() + (tmp_path / "ds" / "dataset.json").read_text()
+    stored = stored.replace(str(tmp_path), "")  # the source paths: pytest's folder may be pytest-161
     assert "Female" not in stored and "61" not in stored
 
 

@@ -132,7 +132,7 @@ def test_patient_split_without_the_official_lists(cli, nih, tmp_path):
     ("readers as ground truth", "individual_readers.csv: has a 'Reader ID' column; individual reads are readers"),
     ("hedge in ground truth", "validation_labels.csv, line 2, column 'Pneumothorax': value 'HEDGE' is not 1, 0, "
                               "yes, no or blank"),
-    ("one list", "--test-list and the train_val list go together"),
+    ("one list", "--test-list and --train-val-list go together"),
     ("reader sets", "--reader-sets must be reader or position; got 'pooled'"),
     ("list misses an image", "test_list.txt and train_val_list.txt do not list 1 image(s) (first: "
                              "'00000007_000.png')"),

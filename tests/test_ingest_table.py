@@ -215,7 +215,7 @@ def test_undeclared_columns_are_one_error_naming_them(cli, images, tmp_path):
     line = error_line(ingest(cli, labels, images, tmp_path / "ds", "--labeller", "Finding Labels", ok=False))
     assert line == ("error: --labeller does not declare the column(s) 'Follow-up #', 'Patient ID', 'Patient Age', "
                     "'Patient Gender' of labels.csv; declare each label column (COLUMN or COLUMN=NAME), or leave it "
-                    "out with ignore")
+                    "out with --ignore")
     for extra, message in [(("--labeller", "Findings"), "--labeller names 'Findings', which is neither a column"),
                            (("--ignore", "Age"), "--ignore names column(s) 'Age' that labels.csv does not have"),
                            (("--group", "patient"), "--group names column 'patient', which labels.csv does not "

@@ -1,4 +1,5 @@
-"""Label-only datasets (`ltv ingest ... --no-images`): readable by `ltv info`, refused by every pixel command."""
+"""Label-only datasets (`ltv ingest ... --no-images`): readable by `ltv info`, refused by every pixel command
+and as the base of a label layer."""
 
 from __future__ import annotations
 
@@ -73,6 +74,21 @@ def test_pixel_commands_refuse_a_label_only_dataset_in_one_line(cli, tmp_path, l
     line = error_line(cli(*args, ok=False))
     assert f"{label_only}: a label-only dataset (ingested without images) has no image cache" in line
     assert not out.exists()
+
+
+def test_a_label_only_dataset_is_no_base_for_a_label_layer(cli, tmp_path, label_only):
+    """simulate and ingest relabels write labels over the pixels of the dataset they read; this one has none."""
+    first = Dataset.open(label_only).image_ids[0]
+    queue = write_csv(tmp_path / "q.csv", pd.DataFrame({"image_id": [first], "finding": ["Edema"], "expert": ["1"]}))
+    before = {path.name: path.read_bytes() for path in label_only.iterdir()}
+    for args in (["simulate", label_only, "--out", tmp_path / "sim"],
+                 ["ingest", "relabels", label_only, queue, "--out", tmp_path / "new"],
+                 ["ingest", "relabels", label_only, queue]):
+        line = error_line(cli(*args, ok=False))
+        assert f"{label_only}: a label-only dataset (ingested without images) has no image cache" in line, args
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["q.csv"]  # no output, no .partial
+    assert sorted(label_only.parent.iterdir()) == [label_only]
+    assert {path.name: path.read_bytes() for path in label_only.iterdir()} == before
 
 
 def test_images_and_no_images_are_one_choice(cli, tmp_path, source):

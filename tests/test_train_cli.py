@@ -14,8 +14,8 @@ import torch
 from conftest import Cli, make_dataset
 from helpers_train import TRAIN_FAST, checkpoint_tensors, rebuild
 from ltvcli.dataset import Dataset
-from ltvcli.train import loop
-from ltvcli.train.run import dataset_fingerprint
+from ltvcli.dataset.fingerprint import dataset_fingerprint
+from ltvcli.train import trainer as loop
 
 # 40 images: 24 train (3 steps of 8 per epoch), 8 validate, 8 test
 N_IMAGES, STEPS_PER_EPOCH = 40, 3

@@ -15,8 +15,9 @@ import typer
 from typer.models import ArgumentInfo, OptionInfo
 
 from ltvcli import __version__
+from ltvcli.cli.options import flag
 from ltvcli.console import set_verbosity
-from ltvcli.errors import LtvError, OptionError
+from ltvcli.errors import LtvError, OptionError, spell_parameters
 
 app = typer.Typer(
     name="ltv",
@@ -66,19 +67,34 @@ def command(group: typer.Typer, name: str | None = None, **kwargs) -> Callable:
 
 
 def _cli_message(exc: LtvError, fn: Callable) -> str:
-    """The error as a command-line user sees it: a Python parameter name becomes the flag that sets it.
+    """The error as a command-line user sees it: each Python parameter name becomes the flag that sets it.
 
     The command function's parameters are the Python API's names, and their
-    Typer defaults carry the flags, so the mapping is read off the function.
+    Typer defaults carry the flags, so the mapping is read off the function;
+    a name that is no parameter of this command is another command's option
+    (a run "trained with `text`"), spelled the usual way. The core names
+    parameters in backquotes (```label_set```); an :class:`OptionError` names
+    its own parameter first unless its problem does.
     """
-    if not isinstance(exc, OptionError):
-        return str(exc)
-    parameter = inspect.signature(fn).parameters.get(exc.parameter)
-    if parameter is None:
-        return str(exc)
-    info = parameter.default
-    if isinstance(info, ArgumentInfo):
-        return f"{exc.parameter.upper()} {exc.problem}"
-    decls = [d for d in (info.param_decls or ()) if d.startswith("--")] if isinstance(info, OptionInfo) else []
-    flag = max(decls, key=len) if decls else "--" + exc.parameter.replace("_", "-")
-    return f"{flag} {exc.problem}"
+    flags = _flags(fn)
+
+    def spell(name: str) -> str:
+        return flags.get(name, flag(name))
+
+    message = str(exc)
+    if isinstance(exc, OptionError) and not exc.names_itself:
+        message = f"{spell(exc.parameter)} {exc.problem}"
+    return spell_parameters(message, spell)
+
+
+def _flags(fn: Callable) -> dict[str, str]:
+    """Python parameter name -> how the command line spells it: the longest ``--flag``, or ARGUMENT."""
+    flags = {}
+    for name, parameter in inspect.signature(fn).parameters.items():
+        info = parameter.default
+        if isinstance(info, ArgumentInfo):
+            flags[name] = name.upper()
+        elif isinstance(info, OptionInfo):
+            decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
+            flags[name] = max(decls, key=len) if decls else flag(name)
+    return flags

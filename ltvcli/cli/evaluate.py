@@ -27,7 +27,7 @@ def evaluate_command(
                                           "(repeatable; the column is named NAME or the file stem)."),
     compare: Optional[tuple[str, str]] = typer.Option(
         None, "--compare", help="Two column names to compare (default: the first two models)."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Stratified bootstrap resamples (0: no intervals)."),
+    n_boot: int = typer.Option(1000, "--bootstrap", help="Stratified bootstrap resamples (0: no intervals)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the resamples."),
     unknown_ids: str = typer.Option(
         "error", "--unknown-ids", help="Label-file ids that match no image: error, or warn (leave them out)."),
@@ -44,7 +44,7 @@ def evaluate_command(
         check_output(out, EVALUATION, inputs=read, force=force)
     result = evaluate(runs or (), dataset=dataset, labels=labels, predictions=predictions or (),
                       compare=compare if compare and compare[0] is not None else None, split=split,
-                      n_boot=bootstrap, seed=seed, unknown_ids=unknown_ids, checkpoint=checkpoint, device=device)
+                      n_boot=n_boot, seed=seed, unknown_ids=unknown_ids, checkpoint=checkpoint, device=device)
     print_result(result)
     if out is not None:
         write_outputs(result, out, force=force)

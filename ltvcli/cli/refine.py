@@ -12,15 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from ltvcli.atomic import write_csv
+from ltvcli.backbones import ARCHS
 from ltvcli.cli.app import app, command, ingest_app
 from ltvcli.console import log
-from ltvcli.errors import LtvError
+from ltvcli.errors import OptionError
 from ltvcli.outputs import REFINE_RESULTS, REFINE_SUMMARY, check_output
-from ltvcli.refine import CoteachConfig, import_relabels, refine, simulate_refinement, summarize
+from ltvcli.runtime import DEVICES
 
 LABELS = typer.Option("majority", "--labels", help="Training label per entry: a label set name, or an aggregator "
                                                    "(majority, soft_mean, dawid_skene).")
-ARCH = typer.Option("resnet18", "--arch", help="Backbone of both networks: tiny, resnet18, resnet34 or resnet50.")
+ARCH = typer.Option("resnet18", "--arch", help="Backbone of both networks.", metavar=f"[{'|'.join(ARCHS)}]")
 EPOCHS = typer.Option(20, "--epochs", help="Co-teaching epochs.")
 WARMUP = typer.Option(10, "--warmup", help="Epochs over which the forget rate ramps up; the VoG mix starts after.")
 VOG_EPOCHS = typer.Option(5, "--vog-epochs", help="VoG = std of the final-layer gradient over this many last epochs.")
@@ -29,7 +30,8 @@ FORGET = typer.Option(None, "--forget-rate", help="Share of each finding's label
                                                   "from label-set disagreement).")
 BATCH = typer.Option(64, "--batch-size", help="Batch size.")
 LR = typer.Option(1e-3, "--lr", help="Adam learning rate.")
-DEVICE = typer.Option("auto", "--device", help="auto, cuda or cpu.")
+DEVICE = typer.Option("auto", "--device", help="Where to train: auto (CUDA if present), cuda or cpu.",
+                      metavar=f"[{'|'.join(DEVICES)}]")
 WORKERS = typer.Option(2, "--workers", help="Threads reading images ahead (0: read in the main thread).")
 CANDIDATES = typer.Option("suspected", "--candidates", help="Pool to pick from: suspected (labels co-teaching "
                                                             "dropped) or all (every label not answered yet).")
@@ -37,7 +39,9 @@ CANDIDATES = typer.Option("suspected", "--candidates", help="Pool to pick from: 
 
 def _config(labels: str, arch: str, epochs: int, warmup: int, vog_epochs: int, mix_ratio: float,
             forget_rate: Optional[float], batch_size: int, lr: float, seed: int, device: str,
-            workers: int) -> CoteachConfig:
+            workers: int):
+    from ltvcli.refine import CoteachConfig  # imports torch
+
     return CoteachConfig(labels=labels, arch=arch, epochs=epochs, warmup=warmup, vog_epochs=vog_epochs,
                          mix_ratio=mix_ratio, forget_rate=forget_rate, batch_size=batch_size, lr=lr, seed=seed,
                          device=device, workers=workers)
@@ -61,6 +65,8 @@ def refine_command(
     force: bool = typer.Option(False, "--force", help="Replace an earlier queue (and sheet) at --out."),
 ) -> None:
     """Rank the training labels an expert should re-read (co-teaching + VoG, then an active-learning score)."""
+    from ltvcli.refine import refine
+
     config = _config(labels, arch, epochs, warmup, vog_epochs, mix_ratio, forget_rate, batch_size, lr, seed, device,
                      workers)
     queue = refine(dataset, out, budget=budget, config=config, strategy=strategy, candidates=candidates, run=run,
@@ -88,8 +94,10 @@ def refine_sim_command(
     force: bool = typer.Option(False, "--force", help="Replace earlier results at --out."),
 ) -> None:
     """Simulate the expert with the ground truth: label accuracy and test AUC/accuracy per round, vs random."""
+    from ltvcli.refine import simulate_refinement, summarize
+
     if out.suffix.lower() != ".csv":
-        raise LtvError(f"--out {out}: results are written as CSV; give a path ending in .csv")
+        raise OptionError("out", f"{out}: results are written as CSV; give a path ending in .csv")
     summary_path = out.with_name(out.stem + "_summary.csv")
     check_output(out, REFINE_RESULTS, inputs=[dataset], force=force)
     check_output(summary_path, REFINE_SUMMARY, inputs=[dataset], force=force)
@@ -111,7 +119,7 @@ def _seeds(text: str) -> list[int]:
     try:
         return [int(part) for part in _names(text)]
     except ValueError:
-        raise LtvError(f"--seeds {text!r}: expected comma-separated integers such as 0,1,2") from None
+        raise OptionError("seeds", f"{text!r}: expected comma-separated integers such as 0,1,2") from None
 
 
 def summary_table(summary: pd.DataFrame) -> Table:
@@ -144,5 +152,7 @@ def relabels_command(
     force: bool = typer.Option(False, "--force", help="Replace the ltv dataset already at --out."),
 ) -> None:
     """Import an expert's answers as trusted labels: every label set carries them, label set 'expert' records them."""
+    from ltvcli.refine import import_relabels
+
     result = import_relabels(dataset, queue, out, force=force)
     log(f"train on them with `ltv train {result.path} ...`")

@@ -1,77 +1,92 @@
-"""``ltv train``, ``ltv export-labels`` and ``ltv predict``: thin wrappers over ``ltvcli.train``."""
+"""``ltv train``, ``ltv export-labels`` and ``ltv predict``: thin wrappers over ``ltvcli.train`` and ``ltvcli.runs``.
+
+``ltv train``'s options are not listed here: they are the fields of
+:class:`~ltvcli.runs.config.TrainConfig` (the run's) and of each fusion
+method's options dataclass (:mod:`ltvcli.fusion.registry`), turned into flags
+by :mod:`ltvcli.cli.options`. The method options come last, in their own help
+panel, each introduced by the methods that take it; the command hands the
+core only the ones the user gave, and warns about those the chosen method
+does not take. Torch is imported inside the commands, so ``ltv --help``
+stays fast.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from ltvcli.cli.app import app, command
-from ltvcli.console import log
-from ltvcli.dataset import Dataset
+from ltvcli.cli.options import flag, parameter, with_options
+from ltvcli.console import log, warn
+from ltvcli.fusion.registry import METHODS, MethodSpec, declaring, method_spec, split_options
 from ltvcli.outputs import PREDICTIONS, check_output
-from ltvcli.train.config import TrainConfig
-from ltvcli.train.export import EXPORT_SPLITS, check_table_path, export_labels, write_table
-from ltvcli.train.loop import train as train_run
-from ltvcli.train.predict import predict_probabilities, predictions_table
+from ltvcli.runs.config import TrainConfig
 
 _CHECKPOINT_HELP = "Which checkpoint: best (best validation score) or last."
+#: Options given as paths on the command line (completion), strings in TrainConfig.
+_PATHS = ("dataset", "out", "pretrained")
+_METHOD_PANEL = "Fusion method options"
+
+
+def _method_phrase(spec: MethodSpec) -> str:
+    """How the CLI names a method: ``--method ltv --vote reliability``."""
+    return f"{flag('method')} {spec.method}" + (f" {flag('vote')} {spec.vote}" if spec.vote else "")
+
+
+def _scope(specs: list[MethodSpec], method_flag: str = "") -> str:
+    """The methods ``specs``, for a help text or a warning: ``ltv`` when every vote is there, else each vote."""
+    parts = []
+    for method in dict.fromkeys(spec.method for spec in specs):
+        variants = [spec for spec in METHODS if spec.method == method]
+        mine = [spec for spec in specs if spec.method == method]
+        parts += [f"{method_flag}{method}"] if len(mine) == len(variants) else \
+            [f"{method_flag}{m.method} {flag('vote')} {m.vote}" for m in mine]
+    return ", ".join(parts)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (by name: Typer may bring its own copy of click's enum)."""
+    return ctx.get_parameter_source(name).name != "DEFAULT"
+
+
+def _train_parameters() -> list[inspect.Parameter]:
+    """``ltv train``'s parameters: the run's options, then every fusion method's (those not shared with the run)."""
+    run = [parameter(item, argument=item.name == "dataset", path=item.name in _PATHS)
+           for item in TrainConfig.declared()]
+    declared = {item.name: item for spec in METHODS for item in spec.options.declared()}
+    methods = [parameter(item, help=f"{_scope(declaring(name))}: {item.rule.help}.", panel=_METHOD_PANEL)
+               for name, item in declared.items() if name not in TrainConfig.names()]
+    return run + methods
 
 
 @command(app, "train")
-def train(
-    dataset: Path = typer.Argument(..., help="A dataset folder written by `ltv ingest`."),
-    out: Path = typer.Option(..., "--out", help="The run folder to create (or continue with --resume)."),
-    method: str = typer.Option("ltv", help="Fusion method: ltv, single, mv or cm."),
-    epochs: int = typer.Option(10, help="Epochs to train (with --resume: the new total)."),
-    arch: str = typer.Option("resnet50", help="Backbone: tiny, resnet18, resnet34 or resnet50."),
-    pretrained: Optional[Path] = typer.Option(None, help="A local torchvision state dict for the backbone."),
-    seed: int = typer.Option(0, help="Seed for initialisation, shuffling and tie-breaking."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Global batch size (split across GPUs)."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate (the paper's beta)."),
-    label_set: Optional[str] = typer.Option(None, "--label-set",
-                                            help="single: a label set name, or soft_mean / dawid_skene / majority."),
-    alpha: float = typer.Option(0.2, help="ltv: learning rate of the virtual (meta) step."),
-    k: float = typer.Option(50.0, "--k", help="ltv: sharpness of the differentiable binarisation."),
-    threshold: float = typer.Option(0.5, help="ltv: threshold T of the differentiable binarisation."),
-    meta_scope: str = typer.Option("all", "--meta-scope",
-                                   help="ltv: parameters the virtual step updates: all (the paper) or last."),
-    vote: str = typer.Option("paper", help="ltv: paper (the paper's attention vote) or reliability (a "
-                                           "Dawid-Skene prior corrected per sample, trained to seek the truth)."),
-    trusted: Optional[str] = typer.Option(None, help="ltv --vote reliability: a label set to treat as the truth "
-                                                     "where it has labels (default: expert, if present)."),
-    model_evidence: float = typer.Option(0.0, "--model-evidence",
-                                         help="ltv --vote reliability: weight (0-1) of the model's own prediction "
-                                              "in the posterior of the truth (0: the labels alone; 1: the model "
-                                              "replaces the class prior, Raykar et al. 2010)."),
-    cm_trace: float = typer.Option(0.01, "--cm-trace", help="cm: weight of the confusion-matrix trace term."),
-    text: bool = typer.Option(False, "--text", help="Also feed each image's report embedding (from `ltv "
-                                                    "embed-reports`) through two 512-wide layers into the "
-                                                    "classifier, for every method."),
-    device: str = typer.Option("auto", help="auto, cuda or cpu."),
-    workers: int = typer.Option(2, help="Threads reading images ahead of the GPU (0: read in the main thread)."),
-    compile_model: bool = typer.Option(False, "--compile", help="Compile the model with torch.compile."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps",
-                                            help="Stop after this many steps in total (resumable)."),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every",
-                                         help="Also save last.pt every N steps inside an epoch (0: only at epoch ends)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
-) -> None:
+@with_options(_train_parameters())
+def train(ctx: typer.Context, **options) -> None:
     """Train a classifier on a dataset's label sets with one fusion method; writes a run folder."""
-    config = TrainConfig(
-        dataset=str(dataset), out=str(out), method=method, epochs=epochs, arch=arch,
-        pretrained=None if pretrained is None else str(pretrained), seed=seed, batch_size=batch_size, lr=lr,
-        label_set=label_set, alpha=alpha, k=k, threshold=threshold, meta_scope=meta_scope, vote=vote,
-        trusted=trusted, model_evidence=model_evidence, cm_trace=cm_trace,
-        text=text, device=device, workers=workers, compile=compile_model, max_steps=max_steps,
-        checkpoint_every=checkpoint_every, resume=resume)
-    result = train_run(config)
+    from ltvcli.train import train as train_run  # imports torch
+
+    run = {name: options.pop(name) for name in TrainConfig.names()}
+    method_options = _method_options(ctx, method_spec(run["method"], run["vote"]), options)
+    result = train_run(TrainConfig(**run, method_options=method_options))
     if result.best_metric is not None:
         log(f"best validation {result.metric} {result.best_metric:.4f} at epoch {result.best_epoch}; "
             f"run folder {result.run}")
     else:
         log(f"trained {result.epochs} epoch(s), {result.steps} steps; run folder {result.run}")
+
+
+def _method_options(ctx: typer.Context, spec: MethodSpec, options: dict) -> dict:
+    """The method options the user gave that ``spec`` takes; a warning for each given one it does not take."""
+    given = {name: value for name, value in options.items() if _given(ctx, name)}
+    own, ignored = split_options(spec, given)
+    if spec.vote is None and _given(ctx, "vote"):
+        ignored = {"vote": None, **ignored}
+    for name in ignored:
+        takers = [s for s in METHODS if s.vote] if name == "vote" else declaring(name)
+        warn(f"{flag(name)} applies to {_scope(takers, flag('method') + ' ')} only; ignored by {_method_phrase(spec)}")
+    return own
 
 
 @command(app, "export-labels")
@@ -85,6 +100,9 @@ def export_labels_command(
     force: bool = typer.Option(False, "--force", help="Replace an earlier export at --out."),
 ) -> None:
     """Write the refined label, its binarisation and each label set's vote weight, per image and class."""
+    from ltvcli.dataset import Dataset
+    from ltvcli.train.export import EXPORT_SPLITS, check_table_path, export_labels
+
     check_table_path(out)
     splits = EXPORT_SPLITS if "all" in split else tuple(dict.fromkeys(split))
     frame = export_labels(run, Dataset.open(dataset), out, splits, checkpoint, device, force=force)
@@ -102,6 +120,10 @@ def predict_command(
     force: bool = typer.Option(False, "--force", help="Replace earlier predictions at --out."),
 ) -> None:
     """Write per-image class probabilities (sigmoid for multi-label, softmax for multi-class)."""
+    from ltvcli.dataset import Dataset
+    from ltvcli.runs.predict import predict_probabilities, predictions_table
+    from ltvcli.train.export import check_table_path, write_table
+
     check_table_path(out)
     check_output(out, PREDICTIONS, inputs=[run, dataset], force=force)
     data = Dataset.open(dataset)

@@ -29,7 +29,7 @@ from numpy.lib.format import open_memmap
 from ltvcli import __version__, atomic
 from ltvcli.console import log, track, warn
 from ltvcli.dataset.format import FORMAT_VERSION, MANIFEST_COLUMNS, SPLITS, TASKS, Dataset, LabelSet
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.outputs import DATASET, check_output
 from ltvcli.workers import worker_pool
 
@@ -143,10 +143,10 @@ def build_dataset(
     if not spec.has_images:
         return _publish_label_only(spec, manifest, staging, out, force)
     if size < 8:
-        raise LtvError(f"--size must be at least 8 pixels, got {size}")
+        raise OptionError("size", f"must be at least 8 pixels, got {size}")
     if strict and spec.refused:
         index = min(spec.refused)
-        raise LtvError(f"{_image_name(manifest, index)}: {spec.refused[index]}; --strict stops here")
+        raise LtvError(f"{_image_name(manifest, index)}: {spec.refused[index]}; `strict` stops here")
     shape = (len(manifest), size, size) + ((3,) if channels == 3 else ())
     fingerprint = _fingerprint(manifest, size, channels)
 
@@ -206,12 +206,26 @@ def _publish_label_only(spec: DatasetSpec, manifest: pd.DataFrame, staging: Path
     by an earlier (image) ingest is discarded, once it is known to be ltv's.
     """
     with atomic.writing(out):
-        if staging.exists():
-            _check_left_by_ltv(staging)
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
+        _fresh_staging(staging)
         _write_arrays(spec, manifest, np.ones(len(manifest), dtype=bool), staging, manifest.iloc[:0])
+        (staging / "plan.json").unlink()
     return _publish(spec, manifest, staging, out, None, None, force)
+
+
+def _fresh_staging(staging: Path) -> None:
+    """An empty staging folder for a write with nothing to resume (labels only, or a label layer).
+
+    A staging folder an ltv ingest left is discarded; one ltv did not write is
+    refused (:func:`_check_left_by_ltv`). The new one gets a plan.json with no
+    fingerprint, so that, if this write is interrupted, the next one knows the
+    folder as ltv's (and no image ingest resumes it); the writer removes it
+    before publishing.
+    """
+    if staging.exists():
+        _check_left_by_ltv(staging)
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    atomic.write_json(staging / "plan.json", {"fingerprint": None, "ltv_version": __version__})
 
 
 def _image_name(manifest: pd.DataFrame, index: int) -> str:
@@ -299,7 +313,7 @@ def _fill_images(manifest: pd.DataFrame, images: np.ndarray, status: np.ndarray,
                     if strict:
                         _save_status(images, status, staging)
                         raise LtvError(f"{_image_name(manifest, index)}: cannot read the image "
-                                       f"({_private(error, sources[index])}); --strict stops here")
+                                       f"({_private(error, sources[index])}); `strict` stops here")
             _save_status(images, status, staging)
             advance(len(chunk))
     return failures

@@ -7,7 +7,8 @@ A dataset folder holds, for N images, M label sets over C classes::
     labels.npy          label sets; multilabel int8 [N, M, C] in {1, 0, -1 = missing},
                         multiclass int16 [N, M] class id or -1 = missing
     images.npy          uint8 [N, S, S] (grayscale) or [N, S, S, 3] (RGB), memory-mapped;
-                        absent in a label-only dataset (dataset.json ``has_images: false``)
+                        absent in a label-only dataset (dataset.json ``has_images: false``), and in a
+                        label layer, which names the dataset whose cache it uses (``image_cache``)
     ground_truth.npy    optional; int8 [N, C] or int16 [N], -1 = not labelled
     raw_labels.npy      optional; int8 [N, L, C], each labeller's raw codes (see RAW_*)
     reports.csv         optional; image_id, text for sources whose report text is inline
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ltvcli.dataset.cache import IMAGE_CACHE_KEY, base_folder, open_base_cache, open_cache
 from ltvcli.errors import LtvError
 
 #: The version written. Version 2 added label-only datasets (``has_images``); a version 1 folder
@@ -189,9 +191,22 @@ class Dataset:
 
     @property
     def images(self) -> np.ndarray:
-        """Memory-mapped uint8 images [N, S, S] or [N, S, S, 3]; a label-only dataset raises."""
+        """Memory-mapped uint8 images [N, S, S] or [N, S, S, 3]: this folder's cache, or the one it is a label
+        layer over (checked to be the cache it was made over; see :mod:`ltvcli.dataset.cache`); a label-only
+        dataset raises."""
         self.require_images()
-        return self._array("images", mmap=True)
+        if "images" not in self._cache:
+            reference = self.meta.get(IMAGE_CACHE_KEY)
+            self._cache["images"] = open_cache(self.path) if reference is None else \
+                open_base_cache(self.path, reference, self.image_ids)
+        return self._cache["images"]
+
+    @property
+    def cache_folder(self) -> Path:
+        """The folder whose images.npy holds this dataset's pixels: its own, or its base's (a label layer)."""
+        self.require_images()
+        reference = self.meta.get(IMAGE_CACHE_KEY)
+        return self.path if reference is None else base_folder(self.path, reference)
 
     @property
     def ground_truth(self) -> np.ndarray | None:
@@ -308,6 +323,10 @@ def _read_meta(meta_path: Path) -> dict:
         raise _damaged(meta_path, f"task {meta['task']!r} is not one of {', '.join(TASKS)}")
     if not all(isinstance(item, dict) and {"name", "labeller"} <= item.keys() for item in meta["label_sets"]):
         raise _damaged(meta_path, "label_sets must be a list of {name, labeller, policy} objects")
+    cache = meta.get(IMAGE_CACHE_KEY)
+    if cache is not None and not (isinstance(cache, dict) and isinstance(cache.get("dataset"), str)
+                                  and isinstance(cache.get("fingerprint"), str)):
+        raise _damaged(meta_path, f"{IMAGE_CACHE_KEY} must be a {{dataset, fingerprint}} object of two strings")
     return meta
 
 

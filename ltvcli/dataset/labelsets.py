@@ -92,6 +92,14 @@ def parse_label_cell(text: str, codes: dict[float, int], blank: int) -> int | No
         return None
 
 
+def parse_binary(text: str) -> int | None:
+    """One trusted-label cell (hand labels): '1'/'1.0' -> 1, '0'/'0.0' -> 0, blank -> MISSING, anything else -> None.
+
+    Shared by ingest (ground truth of a source) and evaluate (a hand-labelled file).
+    """
+    return parse_label_cell(text, {1.0: 1, 0.0: 0}, MISSING)
+
+
 def parse_raw_value(text: str) -> int | None:
     """Parse one MIMIC-style labeller cell ('1.0', '0', '-1.0', '') to a raw code; None if invalid."""
     return parse_label_cell(text, {1.0: RAW_POSITIVE, 0.0: RAW_NEGATIVE, -1.0: RAW_UNCERTAIN}, RAW_BLANK)

@@ -143,8 +143,8 @@ def planned_runs(options: DemoOptions) -> list[tuple[str, str, bool]]:
 
 def train_runs(result: DemoResult) -> str:
     """``ltv train`` once per method (and with ``--text`` for TEXT_METHODS): same data, architecture and seed."""
-    from ltvcli.train.config import TrainConfig
-    from ltvcli.train.loop import train
+    from ltvcli.runs.config import TrainConfig
+    from ltvcli.train import train
 
     o = result.options
     scores = []
@@ -153,7 +153,7 @@ def train_runs(result: DemoResult) -> str:
         shutil.rmtree(run, ignore_errors=True)  # the demo owns OUT/runs: a re-run trains afresh
         config = TrainConfig(dataset=str(result.dataset_dir), out=str(run), method=method, epochs=o.epochs,
                              arch=o.arch, lr=o.lr, seed=o.seed, workers=0, text=text,
-                             label_set=BASELINE_SET if method == "single" else None)
+                             method_options={"label_set": BASELINE_SET} if method == "single" else {})
         outcome = train(config)
         result.runs[name] = run
         best = "n/a" if outcome.best_metric is None else f"{outcome.best_metric:.3f}"

@@ -2,7 +2,7 @@
 
 ``evaluate(...)`` reads files and scores them; ``score(EvalData)`` scores
 arrays; ``print_result`` / ``write_outputs`` render a result. The statistics
-live in :mod:`ltvcli.evaluate.metrics`, input handling in
+live in :mod:`ltvcli.metrics` (shared with training's validation), input handling in
 :mod:`ltvcli.evaluate.tables`.
 """
 

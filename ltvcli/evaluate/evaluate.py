@@ -23,8 +23,8 @@ import pandas as pd
 
 from ltvcli.console import log, track, warn
 from ltvcli.dataset.format import MISSING, SPLITS, Dataset
-from ltvcli.errors import LtvError
-from ltvcli.evaluate import metrics
+from ltvcli.errors import LtvError, OptionError
+from ltvcli import metrics
 from ltvcli.evaluate.tables import (
     UNKNOWN_ID_POLICIES,
     Column,
@@ -126,15 +126,15 @@ def load_inputs(
 ) -> EvalData:
     """Read the ground truth and every column, aligned on the labelled images."""
     if split not in SPLITS:
-        raise LtvError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+        raise OptionError("split", f"{split!r}: expected one of {', '.join(SPLITS)}")
     if unknown_ids not in UNKNOWN_ID_POLICIES:
-        raise LtvError(f"--unknown-ids {unknown_ids!r}: expected one of {', '.join(UNKNOWN_ID_POLICIES)}")
+        raise OptionError("unknown_ids", f"{unknown_ids!r}: expected one of {', '.join(UNKNOWN_ID_POLICIES)}")
     tables = [read_predictions(spec) for spec in predictions]
     if dataset is None:
         if runs:
-            raise LtvError("evaluating a RUN needs --dataset (the images to predict on)")
+            raise LtvError("evaluating a run needs `dataset` (the images to predict on)")
         if labels is None or not tables:
-            raise LtvError("nothing to evaluate: give --dataset, or --predictions with --labels")
+            raise LtvError("nothing to evaluate: give `dataset`, or `predictions` with `labels`")
         label_table = read_labels(Path(labels))
         image_ids, truth = labels_on_predictions(label_table, tables, unknown_ids)
         classes, task, rows, ds = label_table.classes, "multilabel", None, None
@@ -172,7 +172,7 @@ def load_inputs(
 def run_column(spec: str | Path, dataset: Dataset, rows: np.ndarray, classes: list[str], labelled: np.ndarray,
                checkpoint: str, device: str) -> Column:
     """A trained run's probabilities on the evaluated images (the run checks it knows the dataset's classes)."""
-    from ltvcli.train.predict import predict_probabilities  # torch is imported only when a run is scored
+    from ltvcli.runs.predict import predict_probabilities  # torch is imported only when a run is scored
 
     name, path = split_name(spec)
     image_ids, probs = predict_probabilities(path, dataset, split=_covering_split(dataset, rows),
@@ -203,7 +203,7 @@ def score(data: EvalData, *, compare: tuple[str, str] | None = None, n_boot: int
           level: float = 0.95) -> EvaluationResult:
     """Score every column of ``data``; compare two columns (default: the first two models)."""
     if n_boot < 0:
-        raise LtvError(f"--bootstrap {n_boot}: expected 0 (no intervals) or a positive number of resamples")
+        raise OptionError("n_boot", f"{n_boot}: expected 0 (no intervals) or a positive number of resamples")
     if not 0 < level < 1:
         raise LtvError(f"confidence level {level}: expected a number between 0 and 1")
     pair = _pair(data, compare)
@@ -221,7 +221,7 @@ def _pair(data: EvalData, compare: tuple[str, str] | None) -> tuple[str, str] | 
         for name in compare:
             data.column(name)
         if compare[0] == compare[1]:
-            raise LtvError(f"--compare {compare[0]} {compare[1]}: name two different columns")
+            raise OptionError("compare", f"{compare[0]} {compare[1]}: name two different columns")
         return tuple(compare)
     models = data.models
     return (models[0], models[1]) if len(models) >= 2 else None

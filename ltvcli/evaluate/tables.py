@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset.format import MISSING, Dataset, as_targets
+from ltvcli.dataset.labelsets import parse_binary
 from ltvcli.errors import LtvError
 from ltvcli.findings import canonical, is_finding
-from ltvcli.ingest import csvio
-from ltvcli.ingest.handlabels import parse_binary
 
 #: Names of the per-image id column, in order of preference.
 IMAGE_ID_COLUMNS = ("image", "image_id", "dicom_id")
@@ -242,7 +242,7 @@ def known_only(ids: np.ndarray, known, path: Path, key: str, where: str, policy:
     count, first = int((~mask).sum()), ids[np.argmax(~mask)]
     message = f"{path}: {count} of {len(ids)} {key} value(s) are not in {where} (first: {first!r})"
     if policy == "error":
-        raise LtvError(message + "; check the file, or pass --unknown-ids warn to leave them out")
+        raise LtvError(message + "; check the file, or pass `unknown_ids` warn to leave them out")
     warn(message + "; left out")
     return mask
 
@@ -263,7 +263,7 @@ def labels_on_predictions(table: LabelTable, predictions: list[PredictionTable],
                           policy: str) -> tuple[np.ndarray, np.ndarray]:
     """Image ids and truth of a label file when there is no dataset: ids are checked against the predictions."""
     if not table.per_image:
-        raise LtvError(f"{table.path}: keyed by {table.key}; study ids need --dataset to find each study's images")
+        raise LtvError(f"{table.path}: keyed by {table.key}; study ids need `dataset` to find each study's images")
     known = set().union(*(set(p.ids) for p in predictions))
     keep = known_only(table.ids, known, table.path, table.key, "any predictions file", policy)
     return table.ids[keep], table.truth[keep]
@@ -273,7 +273,7 @@ def labels_on_predictions(table: LabelTable, predictions: list[PredictionTable],
 def dataset_ground_truth(dataset: Dataset, split: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``split`` with ground truth and their truth (restricted to ``classes``)."""
     if not dataset.has_ground_truth:
-        raise LtvError(f"{dataset.path}: the dataset has no ground truth; pass --labels with a hand-labelled file")
+        raise LtvError(f"{dataset.path}: the dataset has no ground truth; pass `labels` with a hand-labelled file")
     rows = dataset.indices(split)
     truth = dataset.ground_truth[rows]
     if dataset.is_multilabel:
@@ -282,7 +282,7 @@ def dataset_ground_truth(dataset: Dataset, split: str, classes: list[str]) -> tu
     else:
         labelled = truth != MISSING
     if not labelled.any():
-        raise LtvError(f"{dataset.path}: no image of the {split} split has ground truth; pass --labels or --split")
+        raise LtvError(f"{dataset.path}: no image of the {split} split has ground truth; pass `labels` or `split`")
     return rows[labelled], truth[labelled]
 
 

@@ -1,40 +1,33 @@
-"""Label-only fusion: soft mean, majority vote, Dawid-Skene, and the baselines that train on them.
+"""Label-only aggregators: one label set, the soft mean, the majority vote, Dawid-Skene.
 
-The aggregators are plain functions of the label sets (no images, no model):
+An aggregator turns the M label sets of each sample into one label per class,
+from the labels alone (no images, no model). One interface, crowd-kit style:
+
+* ``fit(targets, mask)`` sees the training split's labels once and returns the
+  aggregator; only :class:`DawidSkene` learns anything there (its fitted state,
+  ``confusion_`` and ``prior_``, ends with an underscore);
+* ``predict_proba(targets, mask, rows=None)`` gives the fused labels of any
+  samples: ``(labels, valid)``, both [N, C], the label (a probability; 0/1 for
+  the majority vote) and whether any label set labelled that (sample, class).
+
 ``targets``/``mask`` are [N, M, C] (one-hot for multi-class, as
-``Dataset.targets()`` returns them; numpy arrays or tensors) and each returns
-``(labels, valid)``, both [N, C]: the fused label (float) and whether any
-label set labelled that (sample, class). A notebook user calls them directly;
-the ``single`` and ``mv`` methods below train a model on their output.
-
-Every aggregator is computed per sample from that sample's labels, except
-Dawid-Skene, whose annotator confusion matrices are fitted once on the
-training split (``fit_labels``) and then give the posterior of any sample.
-So the methods compute a batch's labels from the batch itself, on the
-device, for the training split and for export of any split alike.
+``Dataset.targets()`` returns them; numpy arrays or tensors). Every aggregator
+except Dawid-Skene is computed per sample from that sample's labels, so the
+fusion methods (``single``, ``mv``), the refinement phase and training's
+validation reference compute a batch's labels from the batch itself, for any
+split. Aggregators are torch modules so that a fitted state moves with its
+fusion method to the device and into its checkpoints.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import numpy as np
 import torch
 from torch import nn
 
-from ltvcli.fusion.base import (
-    Batch,
-    PredictionMethod,
-    StepResult,
-    from_groups,
-    group_shape,
-    hard_labels,
-    masked_bce,
-    mean_count,
-    to_groups,
-    with_missing,
-)
+from ltvcli.errors import OptionError
+from ltvcli.fusion.base import from_groups, to_groups
 
+#: Aggregators a ``label_set`` (``ltv train``) or ``labels`` (``ltv refine``) option may name.
 AGGREGATOR_NAMES = ("soft_mean", "dawid_skene", "majority")
 
 #: Pseudo-count added to every confusion-matrix cell in Dawid-Skene's M-step,
@@ -43,17 +36,53 @@ _DS_PSEUDO_COUNT = 0.01
 _HASH_MASK = 0xFFFFFFFF
 
 
-def soft_mean(targets, mask) -> tuple[torch.Tensor, torch.Tensor]:
+class Aggregator(nn.Module):
+    """Fuses M label sets into one label per (sample, class); see the module docstring for the interface."""
+
+    def __init__(self, multilabel: bool):
+        super().__init__()
+        self.multilabel = multilabel
+
+    @property
+    def fitted(self) -> bool:
+        """Whether :meth:`predict_proba` can run (only Dawid-Skene needs :meth:`fit` first)."""
+        return True
+
+    def fit(self, targets, mask) -> Aggregator:
+        """Learn from the training split's labels; nothing to learn by default."""
+        return self
+
+    def predict_proba(self, targets, mask, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused labels and their validity, [N, C] each; ``rows`` are the samples' dataset rows."""
+        raise NotImplementedError
+
+    def fit_predict_proba(self, targets, mask, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fit(targets, mask).predict_proba(targets, mask, rows)
+
+
+class OneLabelSet(Aggregator):
+    """One label set as it is: the paper's R50 baseline on a single labeller."""
+
+    def __init__(self, index: int, multilabel: bool):
+        super().__init__(multilabel)
+        self.index = index
+
+    def predict_proba(self, targets, mask, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        targets, mask = _tensors(targets, mask)
+        return targets[:, self.index], mask[:, self.index]
+
+
+class SoftMean(Aggregator):
     """The mean of the available labels per sample and class (a vote share in [0, 1])."""
-    targets, mask = _tensors(targets, mask)
-    votes = (targets * mask).sum(dim=1)
-    count = mask.sum(dim=1)
-    valid = count > 0
-    return votes / count.clamp_min(1), valid
+
+    def predict_proba(self, targets, mask, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        targets, mask = _tensors(targets, mask)
+        votes = (targets * mask).sum(dim=1)
+        count = mask.sum(dim=1)
+        return votes / count.clamp_min(1), count > 0
 
 
-def majority_vote(targets, mask, seed: int = 0, *, multilabel: bool, rows=None,
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+class MajorityVote(Aggregator):
     """The most frequent label per sample and class (multi-class: the most frequent class id), 0/1.
 
     A tie is broken at random among the tied values (the paper's "if the
@@ -63,61 +92,116 @@ def majority_vote(targets, mask, seed: int = 0, *, multilabel: bool, rows=None,
     vote every epoch, after a resume and at export, whether the vote is taken
     for a whole split or batch by batch.
     """
-    targets, mask = _tensors(targets, mask)
-    observed, valid = to_groups(targets, mask, multilabel)
-    votes = observed.sum(dim=1)  # [N, G, K]
-    rows = torch.arange(len(targets)) if rows is None else torch.as_tensor(rows)
-    rows = rows.to(targets.device)
-    n_groups, n_states = votes.shape[1:]
-    keys = (rows.long()[:, None, None] * n_groups + torch.arange(n_groups, device=votes.device)[:, None]) * n_states
-    keys = keys + torch.arange(n_states, device=votes.device)
-    tied_best = votes == votes.amax(dim=-1, keepdim=True)
-    winner = (tied_best * (1 + _keyed_uniform(seed, keys))).argmax(dim=-1)
-    labels = from_groups(nn.functional.one_hot(winner, n_states).to(targets.dtype), multilabel)
-    return labels, valid.any(dim=1).expand(-1, targets.shape[-1])
+
+    def __init__(self, multilabel: bool, seed: int = 0):
+        super().__init__(multilabel)
+        self.seed = seed
+
+    def predict_proba(self, targets, mask, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        targets, mask = _tensors(targets, mask)
+        observed, valid = to_groups(targets, mask, self.multilabel)
+        votes = observed.sum(dim=1)  # [N, G, K]
+        rows = (torch.arange(len(targets)) if rows is None else torch.as_tensor(rows)).to(targets.device)
+        n_groups, n_states = votes.shape[1:]
+        keys = (rows.long()[:, None, None] * n_groups + torch.arange(n_groups, device=votes.device)[:, None]) \
+            * n_states + torch.arange(n_states, device=votes.device)
+        tied_best = votes == votes.amax(dim=-1, keepdim=True)
+        winner = (tied_best * (1 + _keyed_uniform(self.seed, keys))).argmax(dim=-1)
+        labels = from_groups(nn.functional.one_hot(winner, n_states).to(targets.dtype), self.multilabel)
+        return labels, valid.any(dim=1).expand(-1, targets.shape[-1])
 
 
-def fit_dawid_skene(targets, mask, multilabel: bool, n_iter: int = 50, tol: float = 1e-6,
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit Dawid-Skene by EM: per-annotator confusion matrices [G, M, K, K] and the state prior [G, K].
+class DawidSkene(Aggregator):
+    """Dawid-Skene by EM: a confusion matrix per label set (and class group) and a state prior.
 
     Multi-label is C independent binary problems (a 2x2 matrix per class and
     label set), multi-class one C x C problem. EM starts from the soft mean
-    (the usual initialisation) and stops after ``n_iter`` rounds or when no
-    posterior moves by more than ``tol``. Computed in float64.
+    (the usual initialisation), adds a pseudo-count of 0.01 to every
+    confusion cell and stops after ``n_iter`` rounds or when no posterior
+    moves by more than ``tol``; computed in float64. :meth:`fit` sets
+    ``confusion_`` [G, M, K, K] and ``prior_`` [G, K]; :meth:`predict_proba`
+    is the posterior of the true class of any sample under them.
     """
-    targets, mask = _tensors(targets, mask)
-    observed, valid = to_groups(targets.double(), mask, multilabel)
-    labelled = valid.any(dim=1)  # [N, G]
-    shares = observed.sum(dim=1)
-    soft = shares / shares.sum(dim=-1, keepdim=True).clamp_min(1)
-    posterior = torch.where(labelled[..., None], soft, 1 / shares.shape[-1])
-    for _ in range(n_iter):
-        confusion, prior = _ds_maximise(posterior, observed, labelled)
-        updated = _ds_posterior(confusion, prior, observed)
-        converged = (updated - posterior).abs().max() <= tol
-        posterior = updated
-        if converged:
-            break
-    return _ds_maximise(posterior, observed, labelled)
+
+    def __init__(self, multilabel: bool, n_iter: int = 50, tol: float = 1e-6):
+        super().__init__(multilabel)
+        self.n_iter = n_iter
+        self.tol = tol
+        self.confusion_: torch.Tensor | None = None
+        self.prior_: torch.Tensor | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.prior_ is not None
+
+    def fit(self, targets, mask) -> DawidSkene:
+        targets, mask = _tensors(targets, mask)
+        observed, valid = to_groups(targets.double(), mask, self.multilabel)
+        labelled = valid.any(dim=1)  # [N, G]
+        shares = observed.sum(dim=1)
+        soft = shares / shares.sum(dim=-1, keepdim=True).clamp_min(1)
+        posterior = torch.where(labelled[..., None], soft, 1 / shares.shape[-1])
+        for _ in range(self.n_iter):
+            confusion, prior = _ds_maximise(posterior, observed, labelled)
+            updated = _ds_posterior(confusion, prior, observed)
+            converged = (updated - posterior).abs().max() <= self.tol
+            posterior = updated
+            if converged:
+                break
+        self.confusion_, self.prior_ = _ds_maximise(posterior, observed, labelled)
+        return self
+
+    def predict_proba(self, targets, mask, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.fitted:
+            raise RuntimeError("DawidSkene is not fitted: call fit (a fusion method's fit_labels) first")
+        targets, mask = _tensors(targets, mask)
+        confusion, prior = self.confusion_.to(targets.device), self.prior_.to(targets.device)
+        observed, valid = to_groups(targets.to(confusion.dtype), mask, self.multilabel)
+        posterior = _ds_posterior(confusion, prior, observed)
+        return from_groups(posterior, self.multilabel).to(targets.dtype), valid.any(dim=1).expand(-1, targets.shape[-1])
+
+    def get_extra_state(self) -> dict:
+        """The fitted state, so a fusion method's checkpoint keeps the matrices fitted on its training split."""
+        return {"confusion_": self.confusion_, "prior_": self.prior_} if self.fitted else {}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.confusion_, self.prior_ = state.get("confusion_"), state.get("prior_")
 
 
-def dawid_skene_labels(confusion: torch.Tensor, prior: torch.Tensor, targets, mask, multilabel: bool,
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The posterior probability of each class under fitted Dawid-Skene parameters, per sample ([N, C])."""
-    targets, mask = _tensors(targets, mask)
-    observed, valid = to_groups(targets.to(confusion.dtype), mask, multilabel)
-    posterior = _ds_posterior(confusion, prior, observed)
-    return from_groups(posterior, multilabel).to(targets.dtype), valid.any(dim=1).expand(-1, targets.shape[-1])
+def make_aggregator(source: str, label_set_names: list[str], *, multilabel: bool, seed: int = 0,
+                    parameter: str = "label_set") -> Aggregator:
+    """The aggregator ``source`` names: a label set (a name wins over an aggregator of the same name) or one of
+    :data:`AGGREGATOR_NAMES`. ``parameter`` is the caller's name for the option, for the error message."""
+    if source in label_set_names:
+        return OneLabelSet(label_set_names.index(source), multilabel)
+    if source == "soft_mean":
+        return SoftMean(multilabel)
+    if source == "majority":
+        return MajorityVote(multilabel, seed)
+    if source == "dawid_skene":
+        return DawidSkene(multilabel)
+    raise OptionError(parameter, f"unknown `{parameter}` {source!r}; expected a label set "
+                                 f"({', '.join(label_set_names)}) or an aggregator ({', '.join(AGGREGATOR_NAMES)})")
+
+
+# ----------------------------------------------------------------------------- shortcuts for notebooks
+def soft_mean(targets, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`SoftMean` on ``targets``/``mask`` (multi-label and multi-class alike)."""
+    return SoftMean(multilabel=True).predict_proba(targets, mask)
+
+
+def majority_vote(targets, mask, seed: int = 0, *, multilabel: bool, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`MajorityVote` on ``targets``/``mask``; ``rows`` key the tie-breaks (default 0..N-1)."""
+    return MajorityVote(multilabel, seed).predict_proba(targets, mask, rows)
 
 
 def dawid_skene(targets, mask, multilabel: bool, n_iter: int = 50, tol: float = 1e-6,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dawid-Skene soft labels: fit by EM, then the posterior of every sample ([N, C])."""
-    confusion, prior = fit_dawid_skene(targets, mask, multilabel, n_iter, tol)
-    return dawid_skene_labels(confusion, prior, targets, mask, multilabel)
+    """:class:`DawidSkene` fitted on ``targets``/``mask``, then their posteriors."""
+    return DawidSkene(multilabel, n_iter, tol).fit_predict_proba(targets, mask)
 
 
+# ----------------------------------------------------------------------------- internals
 def _ds_maximise(posterior: torch.Tensor, observed: torch.Tensor, labelled: torch.Tensor,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """M-step: confusion[g, m, k, j] ~ sum_n P(true k) * [annotator m said j]; prior = mean posterior."""
@@ -153,61 +237,3 @@ def _keyed_uniform(seed: int, keys: torch.Tensor) -> torch.Tensor:
 def _tensors(targets, mask) -> tuple[torch.Tensor, torch.Tensor]:
     targets = torch.as_tensor(targets)
     return (targets if targets.is_floating_point() else targets.float()), torch.as_tensor(mask).bool()
-
-
-
-class SingleLabelSet(PredictionMethod):
-    """Train on one label set, or on the labels of one aggregator (the paper's R50 baselines).
-
-    ``source`` is a label set's position or an aggregator name. Missing
-    labels are masked out of the loss.
-    """
-
-    name: ClassVar[str] = "single"
-
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, source: int | str, seed: int = 0):
-        super().__init__(n_label_sets, n_classes, multilabel)
-        if isinstance(source, str) and source not in AGGREGATOR_NAMES:
-            raise ValueError(f"unknown aggregator {source!r}")
-        self.source = source
-        self.seed = seed
-        if source == "dawid_skene":  # fitted once, kept in the state dict for resume and export
-            n_groups, n_states = group_shape(n_classes, multilabel)
-            self.register_buffer("ds_confusion", torch.zeros(n_groups, n_label_sets, n_states, n_states,
-                                                             dtype=torch.float64))
-            self.register_buffer("ds_prior", torch.zeros(n_groups, n_states, dtype=torch.float64))
-
-    def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
-        """Fit Dawid-Skene's confusion matrices on the training split's labels (other sources need nothing)."""
-        if self.source == "dawid_skene":
-            confusion, prior = fit_dawid_skene(targets, mask, self.multilabel)
-            self.ds_confusion.copy_(confusion)
-            self.ds_prior.copy_(prior)
-
-    def labels(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """This batch's training labels and their validity, [B, C]."""
-        if isinstance(self.source, int):
-            return batch.targets[:, self.source], batch.mask[:, self.source].bool()
-        if self.source == "soft_mean":
-            return soft_mean(batch.targets, batch.mask)
-        if self.source == "majority":
-            return majority_vote(batch.targets, batch.mask, self.seed, multilabel=self.multilabel, rows=batch.index)
-        if not self.ds_prior.any():
-            raise RuntimeError("fit_labels must run before training on dawid_skene labels")
-        return dawid_skene_labels(self.ds_confusion, self.ds_prior, batch.targets, batch.mask, self.multilabel)
-
-    def result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
-        labels, valid = self.labels(batch)
-        loss = masked_bce(logits, labels, valid, mean_count(valid))
-        return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(labels, valid),
-                          binarised=with_missing(hard_labels(labels, self.multilabel), valid))
-
-
-class MajorityVote(SingleLabelSet):
-    """Train on the per-sample majority vote of the label sets (the paper's R50_MV)."""
-
-    name: ClassVar[str] = "mv"
-    min_label_sets: ClassVar[int] = 2
-
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, seed: int = 0):
-        super().__init__(n_label_sets, n_classes, multilabel, source="majority", seed=seed)

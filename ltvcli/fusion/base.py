@@ -6,21 +6,22 @@ particular method: per batch it calls :meth:`FusionMethod.step`, backpropagates
 the returned loss into the model *and* the method's own parameters (the vote's
 attention, CM's confusion matrices), and records the returned diagnostics.
 
-Label-only aggregators (majority vote, soft mean, Dawid-Skene) see the whole
-training split once, in :meth:`FusionMethod.fit_labels`, before training.
+Label-only statistics (Dawid-Skene's confusion matrices, the reliability
+vote's prior) are fitted on the whole training split once, in
+:meth:`FusionMethod.fit_labels`, before training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ltvcli.train.distributed import all_reduce_mean, unwrap
+from ltvcli.options import Options
+from ltvcli.runtime.distributed import all_reduce_mean, unwrap
 
 
 @dataclass
@@ -57,17 +58,22 @@ class StepResult:
 
 
 class FusionMethod(nn.Module):
-    """Base class: subclasses set ``name`` and implement :meth:`step`."""
+    """Base class: subclasses implement :meth:`step` and are registered in :mod:`ltvcli.fusion.registry`.
 
-    name: ClassVar[str] = ""
-    #: The fewest label sets the method is meaningful with (the loop checks it with a clear error).
-    min_label_sets: ClassVar[int] = 1
+    A method is built from the dataset's shape, its typed ``options`` (the
+    dataclass its registry entry declares) and the label set names; it reads
+    every hyper-parameter from ``self.options``, so a new one needs no new
+    constructor argument.
+    """
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool):
+    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, options: Options,
+                 label_set_names: list[str]):
         super().__init__()
         self.n_label_sets = n_label_sets
         self.n_classes = n_classes
         self.multilabel = multilabel
+        self.options = options
+        self.label_set_names = label_set_names
 
     def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
         """See every training label once before training ([N, M, C] arrays). Default: nothing to fit."""
@@ -168,7 +174,10 @@ def from_groups(values: torch.Tensor, multilabel: bool) -> torch.Tensor:
 
 
 def hard_labels(labels: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    """Soft [N, C] labels to 0/1: thresholded at 0.5 (multi-label) or one-hot of the arg max (multi-class)."""
+    """Soft [N, C] labels to 0/1: thresholded at 0.5 (multi-label) or one-hot of the arg max (multi-class).
+
+    The binarisation of every method without a vote, and of the refinement phase's training labels.
+    """
     if multilabel:
         return (labels >= 0.5).to(labels.dtype)
     return nn.functional.one_hot(labels.argmax(dim=-1), labels.shape[-1]).to(labels.dtype)

@@ -5,7 +5,7 @@ a row-stochastic confusion matrix A_m (row: true state, column: the state
 the label set reports), so the label set's predicted distribution is
 A_m^T p(x), and the loss is the negative log-likelihood of what each label
 set actually says under it. A trace penalty (mean trace of the A_m, weight
-``trace_weight``) pushes the matrices to absorb as much disagreement as they
+``cm_trace``) pushes the matrices to absorb as much disagreement as they
 can, which is what lets p(x) converge to the clean labels (Tanno et al.,
 section 3).
 
@@ -17,7 +17,6 @@ sigmoid output (the (G, K) grouping of :func:`ltvcli.fusion.base.to_groups`).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -32,6 +31,7 @@ from ltvcli.fusion.base import (
     mean_count,
     to_groups,
 )
+from ltvcli.fusion.registry import CmOptions
 
 #: Initial probability that a label set reports the true state: near identity,
 #: so training starts from "every label set is right" and learns the noise.
@@ -39,14 +39,16 @@ INITIAL_AGREEMENT = 0.9
 
 
 class ConfusionMatrices(PredictionMethod):
-    """The CM baseline: a confusion matrix per label set (and per finding, multi-label) over the model's output."""
+    """The CM baseline: a confusion matrix per label set (and per finding, multi-label) over the model's output.
 
-    name: ClassVar[str] = "cm"
-    min_label_sets: ClassVar[int] = 2
+    Registry entry ``("cm", None)``; ``options.cm_trace`` weighs the trace term.
+    """
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, trace_weight: float = 0.01):
-        super().__init__(n_label_sets, n_classes, multilabel)
-        self.trace_weight = trace_weight
+    options: CmOptions
+
+    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, options: CmOptions,
+                 label_set_names: list[str]):
+        super().__init__(n_label_sets, n_classes, multilabel, options, label_set_names)
         n_groups, n_states = group_shape(n_classes, multilabel)
         diagonal = math.log(INITIAL_AGREEMENT * (n_states - 1) / (1 - INITIAL_AGREEMENT))
         logits = torch.eye(n_states).mul(diagonal).expand(n_label_sets, n_groups, n_states, n_states)
@@ -64,7 +66,7 @@ class ConfusionMatrices(PredictionMethod):
         return torch.log_softmax(logits, dim=-1)[:, None, :]
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Mean NLL of every available label under A_m^T p, plus ``trace_weight`` × the mean trace of the A_m."""
+        """Mean NLL of every available label under A_m^T p, plus ``cm_trace`` × the mean trace of the A_m."""
         log_confusion = torch.log_softmax(self.confusion_logits, dim=-1)
         log_clean = self.clean_log_probs(logits)
         # log (A_m^T p)_j = logsumexp_k (log p_k + log A_m[k, j]): [B, M, G, K]
@@ -72,7 +74,7 @@ class ConfusionMatrices(PredictionMethod):
         observed, valid = to_groups(batch.targets, batch.mask, self.multilabel)
         nll = -(observed * log_reported).sum(dim=-1)
         trace = torch.diagonal(log_confusion.exp(), dim1=-2, dim2=-1).sum(dim=-1).mean()
-        return (nll * valid).sum() / mean_count(valid) + self.trace_weight * trace
+        return (nll * valid).sum() / mean_count(valid) + self.options.cm_trace * trace
 
     def result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
         clean = from_groups(self.clean_log_probs(logits.detach()).exp(), self.multilabel)

@@ -34,33 +34,29 @@ have a label there; where none has one, the entry leaves the final loss.
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult, frozen_forward, masked_bce, mean_count, with_missing
-from ltvcli.train.distributed import all_reduce_mean, unwrap
-
-SCOPES = ("all", "last")
+from ltvcli.fusion.registry import LtvOptions
+from ltvcli.runtime.distributed import all_reduce_mean, unwrap
 
 
 class LearningToVote(FusionMethod):
-    """The learning-to-vote module: the attention W_attn, b_attn and the meta-training step around it."""
+    """The learning-to-vote module: the attention W_attn, b_attn and the meta-training step around it.
 
-    name: ClassVar[str] = "ltv"
-    min_label_sets: ClassVar[int] = 2
+    Registry entry ``("ltv", "paper")``; ``options`` is a
+    :class:`~ltvcli.fusion.registry.LtvOptions` (alpha, k, threshold, meta_scope).
+    """
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, alpha: float = 0.2,
-                 k: float = 50.0, threshold: float = 0.5, meta_scope: str = "all"):
-        super().__init__(n_label_sets, n_classes, multilabel)
-        if meta_scope not in SCOPES:
-            raise ValueError(f"meta_scope must be one of {SCOPES}, got {meta_scope!r}")
-        self.alpha = alpha
-        self.k = k
-        self.threshold = threshold
-        self.meta_scope = meta_scope
+    options: LtvOptions
+
+    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, options: LtvOptions,
+                 label_set_names: list[str]):
+        super().__init__(n_label_sets, n_classes, multilabel, options, label_set_names)
         # W_attn, b_attn: nn.Linear(M * D, M). D is the model's feature size, which the
         # method learns only at its first batch, hence lazy. An optimizer built before
         # that holds the same Parameter objects, which are filled in place.
@@ -92,7 +88,7 @@ class LearningToVote(FusionMethod):
         net = unwrap(model)
         names, params = self._scope(net)
         buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
-        last = self.meta_scope == "last"
+        last = self.options.meta_scope == "last"
         stage, inputs = ("last_stage", trunk_output.detach()) if last else ("features", batch.images)
         features = []
         for step in self._virtual_steps(logits, params, batch):
@@ -108,7 +104,7 @@ class LearningToVote(FusionMethod):
     def _vote(self, model: nn.Module, batch: Batch, logits: torch.Tensor, trunk_output: torch.Tensor) -> StepResult:
         weights = self.vote_weights(self.virtual_features(model, batch, logits, trunk_output))
         refined, valid = weighted_vote(weights, batch.targets, batch.mask)
-        binarised = torch.sigmoid(self.k * (refined - self.threshold))
+        binarised = torch.sigmoid(self.options.k * (refined - self.options.threshold))
         loss = masked_bce(logits, binarised, valid, mean_count(valid))
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(refined, valid),
                           binarised=with_missing(binarised, valid), weights=weights.detach())
@@ -123,7 +119,7 @@ class LearningToVote(FusionMethod):
         time, so only one parameter-sized set of gradients is alive at once.
         """
         probs = torch.sigmoid(logits.detach().float())
-        scale = self.alpha / mean_count(batch.mask, dims=(0, 2))
+        scale = self.options.alpha / mean_count(batch.mask, dims=(0, 2))
         cotangents = ((probs[:, None] - batch.targets) * batch.mask * scale[:, None]).to(logits.dtype)
         for m in range(self.n_label_sets):
             grads = torch.autograd.grad(logits, params, cotangents[:, m], retain_graph=True, materialize_grads=True)
@@ -131,7 +127,7 @@ class LearningToVote(FusionMethod):
 
     def _scope(self, net: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
         """The parameters the virtual step updates: all of them, or layer4 + FC for ``last``."""
-        named = net.last_scope_parameters() if self.meta_scope == "last" else list(net.named_parameters())
+        named = net.last_scope_parameters() if self.options.meta_scope == "last" else list(net.named_parameters())
         named = [(name, param) for name, param in named if param.requires_grad]
         return [name for name, _ in named], [param for _, param in named]
 

@@ -39,14 +39,12 @@ deems wrong gets a weight near 0.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from ltvcli.fusion.aggregators import fit_dawid_skene
+from ltvcli.fusion.aggregators import DawidSkene
 from ltvcli.fusion.base import (
     Batch,
     StepResult,
@@ -57,23 +55,26 @@ from ltvcli.fusion.base import (
     to_groups,
     with_missing,
 )
+from ltvcli.errors import OptionError
 from ltvcli.fusion.ltv import LearningToVote
-
-VOTES = ("paper", "reliability")
+from ltvcli.fusion.registry import EXPERT_SET, ReliabilityOptions
 
 
 class ReliabilityVote(LearningToVote):
-    """Learning-to-vote with a Dawid-Skene reliability prior and a truth-seeking (leave-one-out) vote objective."""
+    """Learning-to-vote with a Dawid-Skene reliability prior and a truth-seeking (leave-one-out) vote objective.
 
-    name: ClassVar[str] = "ltv"
+    Registry entry ``("ltv", "reliability")``; ``options`` is a
+    :class:`~ltvcli.fusion.registry.ReliabilityOptions`. ``trusted`` is the
+    position of the trusted label set (``options.trusted``, else one named
+    ``expert``), or None.
+    """
 
-    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, *, alpha: float = 0.2,
-                 k: float = 50.0, threshold: float = 0.5, meta_scope: str = "all", trusted: int | None = None,
-                 model_evidence: float = 0.0):
-        super().__init__(n_label_sets, n_classes, multilabel, alpha=alpha, k=k, threshold=threshold,
-                         meta_scope=meta_scope)
-        self.trusted = trusted
-        self.model_evidence = model_evidence
+    options: ReliabilityOptions
+
+    def __init__(self, n_label_sets: int, n_classes: int, multilabel: bool, options: ReliabilityOptions,
+                 label_set_names: list[str]):
+        super().__init__(n_label_sets, n_classes, multilabel, options, label_set_names)
+        self.trusted = _trusted(options.trusted, label_set_names)
         n_groups, n_states = group_shape(n_classes, multilabel)
         # One score per (label set, class group) from that label set's own feature F_m: the
         # weights are shared over label sets, so a set is judged by what its step did.
@@ -84,9 +85,9 @@ class ReliabilityVote(LearningToVote):
 
     def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
         """Fit the global reliability (Dawid-Skene confusion matrices and prior) on the training split."""
-        confusion, prior = fit_dawid_skene(targets, mask, self.multilabel)
-        self.log_confusion.copy_(confusion.log())
-        self.log_prior.copy_(prior.log())
+        fitted = DawidSkene(self.multilabel).fit(targets, mask)
+        self.log_confusion.copy_(fitted.confusion_.log())
+        self.log_prior.copy_(fitted.prior_.log())
         self.fitted.fill_(True)
 
     def multipliers(self, features: torch.Tensor) -> torch.Tensor:
@@ -112,7 +113,7 @@ class ReliabilityVote(LearningToVote):
         labelled = valid.any(dim=1)  # [B, G]
         refined = from_groups(posterior, self.multilabel)
         entries = labelled if self.multilabel else labelled.expand(-1, self.n_classes)
-        binarised = torch.sigmoid(self.k * (refined - self.threshold)).detach()
+        binarised = torch.sigmoid(self.options.k * (refined - self.options.threshold)).detach()
         loss = masked_bce(logits, binarised, entries, mean_count(entries))
         loss = loss + self.vote_loss(base, weighted, evidence, observed, valid)
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(refined, entries),
@@ -121,14 +122,14 @@ class ReliabilityVote(LearningToVote):
 
     def base_log_prior(self, logits: torch.Tensor) -> torch.Tensor:
         """What is believed before the label sets speak, [B or 1, G, K]: the class prior, mixed with the model's view."""
-        if self.model_evidence == 0:
+        if self.options.model_evidence == 0:
             return self.log_prior[None]
         logits = logits.detach().float()
         if self.multilabel:
             model = torch.stack((nn.functional.logsigmoid(-logits), nn.functional.logsigmoid(logits)), dim=-1)
         else:
             model = torch.log_softmax(logits, dim=-1)[:, None]
-        return (1 - self.model_evidence) * self.log_prior + self.model_evidence * model
+        return (1 - self.options.model_evidence) * self.log_prior + self.options.model_evidence * model
 
     def vote_loss(self, base: torch.Tensor, weighted: torch.Tensor, evidence: torch.Tensor, observed: torch.Tensor,
                   valid: torch.Tensor) -> torch.Tensor:
@@ -159,3 +160,12 @@ class ReliabilityVote(LearningToVote):
         share = torch.where(said_by > 0, posterior / said_by.clamp_min(1), torch.zeros_like(posterior))
         weights = (observed * share[:, None]).sum(dim=-1) / mass[:, None] * valid  # [B, M, G]
         return weights if self.multilabel else weights.expand(-1, -1, self.n_classes)
+
+
+def _trusted(name: str | None, label_set_names: list[str]) -> int | None:
+    """Position of the trusted label set: ``name`` if given (it must exist), else ``expert`` if present."""
+    if name is not None and name not in label_set_names:
+        raise OptionError("trusted", f"unknown `trusted` {name!r}; expected a label set ({', '.join(label_set_names)})")
+    if name is None and EXPERT_SET in label_set_names:
+        name = EXPERT_SET
+    return None if name is None else label_set_names.index(name)

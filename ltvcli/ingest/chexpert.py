@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset, hold_out
 from ltvcli.dataset.format import RAW_MISSING
@@ -37,7 +38,6 @@ from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, check_policie
                                       uncertainty_policies)
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS, canonical, is_finding
-from ltvcli.ingest import csvio
 from ltvcli.ingest.images import check_image_folder, image_decoding
 from ltvcli.ingest.paths import outside_reason
 from ltvcli.outputs import DATASET, check_output

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset, hold_out
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.outputs import DATASET, check_output
 
 TRAIN_BATCHES = tuple(f"data_batch_{k}" for k in range(1, 6))
@@ -56,9 +56,9 @@ def cifar10_spec(*, root: Path, val_fraction: float = 0.2, seed: int = 0, limit:
     """Read the batches into a :class:`DatasetSpec` holding the pixels."""
     root = _batch_folder(Path(root))
     if not 0 <= val_fraction < 1:
-        raise LtvError(f"--val-fraction must be in [0, 1); got {val_fraction}")
+        raise OptionError("val_fraction", f"must be in [0, 1); got {val_fraction}")
     if limit is not None and limit < 1:
-        raise LtvError(f"--limit must be at least 1; got {limit}")
+        raise OptionError("limit", f"must be at least 1; got {limit}")
     classes = [name.decode() if isinstance(name, bytes) else str(name)
                for name in _load(root / META).get(b"label_names", [])]
     if len(classes) != 10:

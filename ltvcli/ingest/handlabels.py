@@ -17,12 +17,12 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log
 from ltvcli.dataset.format import MISSING
-from ltvcli.dataset.labelsets import parse_label_cell
+from ltvcli.dataset.labelsets import parse_binary
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS, canonical, is_finding
-from ltvcli.ingest import csvio
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,6 @@ class HandLabels:
     per_image: bool  # keyed by image id (True) or by a group id such as study_id (False)
     ids: list[str]
     values: np.ndarray
-
-
-def parse_binary(text: str) -> int | None:
-    """One hand-label cell: '1'/'1.0' -> 1, '0'/'0.0' -> 0, blank -> MISSING, anything else -> None."""
-    return parse_label_cell(text, {1.0: 1, 0.0: 0}, MISSING)
 
 
 def read_hand_labels(path: str | Path, *, image_keys: Sequence[str], group_keys: Sequence[str]) -> HandLabels:

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.ingest.jpeg import decode_scaled, is_jpeg
 
 RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -62,7 +62,7 @@ def default_workers(workers: int | None) -> int:
     if workers is None:
         return min(8, os.cpu_count() or 1)
     if workers < 0:
-        raise LtvError(f"--workers must be 0 (decode in this process) or more; got {workers}")
+        raise OptionError("workers", f"must be 0 (decode in this process) or more; got {workers}")
     return workers
 
 

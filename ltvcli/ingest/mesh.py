@@ -33,10 +33,10 @@ from typing import Iterable
 
 import numpy as np
 
+from ltvcli import csvio
 from ltvcli.dataset.format import MISSING
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS, canonical, is_finding
-from ltvcli.ingest import csvio
 
 FINDING_LABELS = ("present", "uncertain", "absent")  # rows that name a finding
 REPORT_LABELS = ("normal", "neutral", "not indexed")  # rows about the whole report (no finding)

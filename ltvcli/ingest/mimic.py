@@ -26,13 +26,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
 from ltvcli.dataset.format import SPLITS
 from ltvcli.dataset.labelsets import check_policies, label_sets_from_raw, parse_raw_value, uncertainty_policies
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS
-from ltvcli.ingest import csvio, handlabels
+from ltvcli.ingest import handlabels
 from ltvcli.ingest.images import check_image_folder, image_decoding
 from ltvcli.ingest.paths import outside_reason
 from ltvcli.outputs import DATASET, check_output
@@ -75,8 +76,8 @@ def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, ima
     """Parse and cross-check the MIMIC CSVs into a :class:`DatasetSpec` (no image is read)."""
     uncertain = uncertainty_policies(uncertain)
     check_policies(uncertain, blank)
-    _check_choice(image_format, IMAGE_FORMATS, "--image-format")
-    _check_choice(missing_labels, MISSING_LABELS, "--missing-labels")
+    _check_choice(image_format, IMAGE_FORMATS, "image_format")
+    _check_choice(missing_labels, MISSING_LABELS, "missing_labels")
     views = [v.strip().upper() for v in views if v.strip()]
     metadata, split = Path(metadata), Path(split)
     images = check_image_folder(images)
@@ -104,9 +105,9 @@ def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, ima
     )
 
 
-def _check_choice(value: str, choices: Sequence[str], option: str) -> None:
+def _check_choice(value: str, choices: Sequence[str], parameter: str) -> None:
     if value not in choices:
-        raise LtvError(f"{option} must be one of {', '.join(choices)}; got {value!r}")
+        raise OptionError(parameter, f"must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _read_images(metadata: Path, split: Path) -> pd.DataFrame:
@@ -160,7 +161,7 @@ def _study_labels(frame: pd.DataFrame, label_files: dict[str, Path],
             count = frame.loc[absent, "study_id"].nunique()
             if missing_labels == "error":
                 raise LtvError(f"{path}: no {labeller} labels for {count} study/studies of the selected images "
-                               f"(first: study_id {first!r}); use --missing-labels skip to leave them out")
+                               f"(first: study_id {first!r}); use `missing_labels` skip to leave them out")
             warn(f"{path.name}: no {labeller} labels for {count} study/studies ({int(absent.sum())} images); "
                  "they are left out")
         keep &= ~absent

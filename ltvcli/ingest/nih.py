@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
 from ltvcli.dataset.format import RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN
@@ -37,7 +38,6 @@ from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_fr
                                       parse_truth_code, raw_to_truth, uncertainty_policies)
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS
-from ltvcli.ingest import csvio
 from ltvcli.ingest.images import check_image_folder, image_decoding
 from ltvcli.ingest.paths import image_sources
 from ltvcli.outputs import DATASET, check_output
@@ -131,7 +131,7 @@ def nih_spec(*, images: Path | None, data_entry: Path | None = None, train_val_l
     if reader_sets not in READER_SETS:
         raise OptionError("reader_sets", f"must be reader or position; got {reader_sets!r}")
     if (train_val_list is None) != (test_list is None):
-        raise OptionError("test_list", "and the train_val list go together: give both official lists, or neither")
+        raise OptionError("test_list", "and `train_val_list` go together: give both official lists, or neither")
     uncertain = uncertainty_policies(uncertain)
     images = check_image_folder(images)
     truth_files = [_read_google(Path(p), readers=False) for p in ground_truth]

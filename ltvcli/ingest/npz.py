@@ -23,7 +23,7 @@ import pandas as pd
 
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset, hold_out
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.outputs import DATASET, check_output
 
 FILE_SPLITS = {"train": "train", "val": "validate", "test": "test"}  # key prefix in the file -> ltv split
@@ -52,11 +52,11 @@ def npz_spec(*, path: Path, task: str = "auto", classes: list[str] | None = None
              val_fraction: float | None = None, seed: int = 0, limit: int | None = None) -> DatasetSpec:
     """Read and check the arrays of ``path`` into a :class:`DatasetSpec` holding the pixels."""
     if task not in TASKS:
-        raise LtvError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")
+        raise OptionError("task", f"must be one of {', '.join(TASKS)}; got {task!r}")
     if val_fraction is not None and not 0 <= val_fraction < 1:
-        raise LtvError(f"--val-fraction must be in [0, 1); got {val_fraction}")
+        raise OptionError("val_fraction", f"must be in [0, 1); got {val_fraction}")
     if limit is not None and limit < 1:
-        raise LtvError(f"--limit must be at least 1; got {limit}")
+        raise OptionError("limit", f"must be at least 1; got {limit}")
     arrays = _load(Path(path))
     parts = {key: _split_arrays(path, arrays, key, limit) for key in FILE_SPLITS if f"{key}_images" in arrays}
     if "train" not in parts:

@@ -33,12 +33,13 @@ from typing import IO, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
 from ltvcli.dataset.format import MISSING
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS
-from ltvcli.ingest import csvio, handlabels
+from ltvcli.ingest import handlabels
 from ltvcli.ingest.images import check_image_folder, image_decoding
 from ltvcli.ingest.mesh import MeshMap
 from ltvcli.ingest.paths import outside_reason

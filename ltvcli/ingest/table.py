@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
 from ltvcli.dataset.format import MISSING, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, SPLITS, TASKS
@@ -39,7 +40,6 @@ from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_fr
                                       parse_truth_code, raw_to_truth, uncertainty_policies)
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.findings import FINDINGS, canonical, is_finding
-from ltvcli.ingest import csvio
 from ltvcli.ingest.images import check_image_folder, image_decoding
 from ltvcli.ingest.paths import image_sources
 from ltvcli.outputs import DATASET, check_output
@@ -292,7 +292,7 @@ def _refuse_unknown(frame: pd.DataFrame, path: Path, known: set[str], *, long: b
                                     "has only image, labeller, label or finding and value, split and the group "
                                     "column; list the others here to leave them out")
     raise OptionError("labeller", f"does not declare the column(s) {unknown} of {path.name}; declare each label "
-                                  "column (COLUMN or COLUMN=NAME), or leave it out with ignore")
+                                  "column (COLUMN or COLUMN=NAME), or leave it out with `ignore`")
 
 
 def _has_lists(cells: pd.Series) -> bool:
@@ -318,7 +318,7 @@ def class_names(tables: list[Table], given: Sequence[str] | None) -> list[str]:
             for table in tables:
                 for cls in _multilabel_classes(table):
                     if _class_key(cls) not in keys:
-                        raise LtvError(f"{table.path}: class {cls!r} is not one of --classes {', '.join(names)}")
+                        raise LtvError(f"{table.path}: class {cls!r} is not one of `classes` {', '.join(names)}")
         return names
     if multilabel:
         seen = list(dict.fromkeys(cls for table in tables for cls in _multilabel_classes(table)))

@@ -45,26 +45,28 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from ltvcli.backbones import ARCHS
 from ltvcli.console import log, track
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
-from ltvcli.models import ARCHS, build_model
+from ltvcli.models import build_model
+from ltvcli.options import NON_NEGATIVE, POSITIVE, UNIT, Options, Range, option
 from ltvcli.refine.targets import (
     Targets,
-    check_labels_option,
     estimate_forget_rate,
     group_count,
     training_targets,
 )
+from ltvcli.runtime import DEVICES
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.train.data import ImageLoader, epoch_batches, images_to_device, ordered_batches
+from ltvcli.runtime.loader import ImageLoader, epoch_batches, images_to_device, ordered_batches
 
 #: Forward passes with MC dropout on the GAP feature for BALD (per network).
 MC_SAMPLES = 10
@@ -74,43 +76,32 @@ MC_DROPOUT = 0.25
 _VOG_CHUNK_VALUES = 16_000_000
 
 
-@dataclass
-class CoteachConfig:
-    """Options of the selection phase; ``docs/refine.md`` explains each."""
+#: Batches and VoG need at least two of a kind: BatchNorm cannot normalise one image, a standard deviation
+#: needs two epochs.
+AT_LEAST_TWO = Range(2, None, False, False, "an integer of at least 2")
+FORGET_RATE = Range(0, 1, False, True, "a fraction in [0, 1)")
 
-    labels: str = "majority"
-    arch: str = "resnet18"
-    epochs: int = 20
-    warmup: int = 10
-    vog_epochs: int = 5
-    mix_ratio: float = 0.2
-    forget_rate: float | None = None
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 2
+
+@dataclass
+class CoteachConfig(Options):
+    """Options of the selection phase, checked on creation; ``docs/refine.md`` (and ``ltv refine --help``)
+    explain each."""
+
+    labels: str = option("majority")
+    arch: str = option("resnet18", choices=ARCHS)
+    epochs: int = option(20, range=POSITIVE)
+    warmup: int = option(10, range=NON_NEGATIVE)
+    vog_epochs: int = option(5, range=AT_LEAST_TWO)
+    mix_ratio: float = option(0.2, range=UNIT)
+    forget_rate: float | None = option(None, range=FORGET_RATE)
+    batch_size: int = option(64, range=AT_LEAST_TWO)
+    lr: float = option(1e-3, range=POSITIVE)
+    seed: int = option(0)
+    device: str = option("auto", choices=DEVICES)
+    workers: int = option(2, range=NON_NEGATIVE)
 
     #: Options that do not change the result (a saved run is reused whatever their value).
     RUNTIME_ONLY: ClassVar[tuple[str, ...]] = ("device", "workers")
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise LtvError(f"--arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
-        for option, value, low in (("--epochs", self.epochs, 1), ("--warmup", self.warmup, 0),
-                                   ("--vog-epochs", self.vog_epochs, 2), ("--batch-size", self.batch_size, 2),
-                                   ("--workers", self.workers, 0)):
-            if value < low:
-                raise LtvError(f"{option} {value}: expected an integer >= {low}")
-        if not 0.0 <= self.mix_ratio <= 1.0:
-            raise LtvError(f"--mix-ratio {self.mix_ratio}: expected a fraction between 0 and 1")
-        if self.forget_rate is not None and not 0.0 <= self.forget_rate < 1.0:
-            raise LtvError(f"--forget-rate {self.forget_rate}: expected a fraction in [0, 1)")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise LtvError(f"--lr {self.lr}: expected a positive number")
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
     def result_options(self) -> dict:
         """The options that determine the outcome, for deciding whether a saved run can be reused."""
@@ -232,7 +223,6 @@ class CoTeaching:
     """Two networks, their optimisers and the per-entry state of one selection run on a dataset."""
 
     def __init__(self, dataset: Dataset, config: CoteachConfig):
-        check_labels_option(config.labels, dataset.label_set_names)
         self.dataset, self.config = dataset, config
         self.multilabel = dataset.is_multilabel
         self.device = resolve_device(config.device)
@@ -241,10 +231,10 @@ class CoTeaching:
             raise LtvError(f"{dataset.path}: the train split has {len(self.rows)} image(s); refining needs at least 2")
         self.position = np.full(len(dataset), -1, dtype=np.int64)
         self.position[self.rows] = np.arange(len(self.rows))
+        self.set_targets(training_targets(dataset, config.labels, config.seed))  # checks `labels` before any work
         torch.manual_seed(config.seed)
         self.networks = [build_model(config.arch, len(dataset.classes), in_channels=dataset.channels,
                                      image_size=dataset.image_size).to(self.device) for _ in range(2)]
-        self.set_targets(training_targets(dataset, config.labels, config.seed))
         self.forget_rate = self._forget_rate()
         n, groups = len(self.rows), group_count(len(dataset.classes), self.multilabel)
         self.kept = np.ones((n, groups), dtype=bool)

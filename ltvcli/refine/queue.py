@@ -22,7 +22,7 @@ from PIL import Image
 from ltvcli.atomic import write_csv, write_text
 from ltvcli.dataset import Dataset
 from ltvcli.dataset.format import MISSING
-from ltvcli.errors import LtvError
+from ltvcli.errors import OptionError
 from ltvcli.refine.coteach import Selection
 from ltvcli.refine.scores import pick
 
@@ -39,7 +39,7 @@ def candidate_entries(selection: Selection, candidates: str) -> tuple[np.ndarray
     answered. ``all``: every labelled entry not answered yet; settled = answered.
     """
     if candidates not in CANDIDATES:
-        raise LtvError(f"--candidates {candidates!r}: expected one of {', '.join(CANDIDATES)}")
+        raise OptionError("candidates", f"{candidates!r}: expected one of {', '.join(CANDIDATES)}")
     pool = selection.suspects if candidates == "suspected" else selection.valid & ~selection.trusted
     return pool, selection.valid & ~pool
 
@@ -112,7 +112,7 @@ def _loss_percentiles(loss: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def check_queue_path(path: Path) -> None:
     if Path(path).suffix.lower() != ".csv":
-        raise LtvError(f"--out {path}: the queue is written as CSV; give a path ending in .csv")
+        raise OptionError("out", f"{path}: the queue is written as CSV; give a path ending in .csv")
 
 
 def write_queue(frame: pd.DataFrame, path: Path) -> None:

@@ -2,8 +2,11 @@
 
 The answered queue (any CSV with ``image_id``, ``finding`` and ``expert``
 columns; other columns are ignored) is written into the dataset: into a new
-folder with ``--out`` (the source left as it was), otherwise into DATASET
+folder with ``out`` (the source left as it was), otherwise into DATASET
 itself, replaced atomically (a reader sees the old folder or the new one).
+No pixel is copied: the new folder is a label layer over the source's image
+cache (:mod:`ltvcli.dataset.cache`), or, in place, keeps the cache file itself
+(a hard link).
 Each answer is *trusted*, in two ways:
 
 * every label set of the new dataset carries the expert's answer for that
@@ -29,15 +32,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ltvcli import csvio
 from ltvcli.atomic import atomic_path, replace_dir
 from ltvcli.console import log
-from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
+from ltvcli.dataset import Dataset, DatasetSpec, LabelSet
 from ltvcli.dataset.format import MISSING
+from ltvcli.dataset.layers import build_layer
 from ltvcli.errors import LtvError
-from ltvcli.ingest import csvio
+from ltvcli.fusion.registry import EXPERT_SET
 from ltvcli.outputs import DATASET, check_output
 from ltvcli.refine.queue import ANSWER_COLUMN
-from ltvcli.refine.targets import EXPERT_SET
 
 REQUIRED_COLUMNS = ("image_id", "finding", ANSWER_COLUMN)
 _POSITIVE = {"1", "1.0", "yes", "y", "true", "positive", "present"}
@@ -153,11 +157,11 @@ def import_relabels(dataset: str | Path, queue: str | Path, out: str | Path | No
         task=source.task, classes=source.classes, manifest=source.manifest, label_sets=label_sets, labels=labels,
         ground_truth=source.ground_truth, labellers=source.labellers, raw_labels=source.raw_labels,
         reports=pd.read_csv(reports, dtype=str, keep_default_na=False) if reports.exists() else None,
-        pixels=source.images,
         source={"name": "relabels", "from": str(source.path.resolve()), "queue": str(Path(queue).resolve()),
                 "answers": len(answers), "previous": source.meta.get("source")},
     )
-    result = build_dataset(spec, target, size=source.image_size, channels=source.channels, force=force or in_place)
+    result = build_layer(spec, target, over=source, own_images=in_place and source.cache_folder == source.path,
+                         force=force or in_place)
     for name in _CARRIED_FILES:
         if (source.path / name).exists():
             with atomic_path(result.path / name) as tmp:

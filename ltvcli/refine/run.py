@@ -5,7 +5,8 @@ seconds instead of a training run::
 
     RUN/networks.pt     the two co-teaching networks (state dicts)
     RUN/selection.npz   per training entry: label, kept, loss, VoG; probabilities, MC-dropout samples, features
-    RUN/config.json     the options and the dataset's fingerprint; written last (a run without it is unfinished)
+    RUN/config.json     the run's record (:class:`SelectionRecord`): options and the dataset's fingerprint;
+                        written last (a run without it is unfinished)
 
 A run is reused only for the dataset and the options it was made with
 (device and worker count aside); anything else is an error, not a silent
@@ -14,8 +15,7 @@ retrain.
 
 from __future__ import annotations
 
-import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +23,51 @@ import pandas as pd
 import torch
 
 from ltvcli import __version__
-from ltvcli.atomic import atomic_path, write_json
+from ltvcli.atomic import atomic_path
 from ltvcli.console import log
 from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
+from ltvcli.dataset.fingerprint import dataset_fingerprint
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.outputs import QUEUE, QUEUE_SHEET, REFINE_RUN, check_output
 from ltvcli.refine.coteach import CoTeaching, CoteachConfig, ModelOutputs, Selection
 from ltvcli.refine.queue import build_queue, check_queue_path, write_queue, write_sheet
 from ltvcli.refine.scores import check_strategy
 from ltvcli.refine.targets import entry_labels
-from ltvcli.train.loop import deterministic
-from ltvcli.train.run import dataset_fingerprint
+from ltvcli.runs.record import RECORD_FILE, read_record, write_record
+from ltvcli.runtime.determinism import deterministic
 
 _SELECTION_FIELDS = ("rows", "targets", "valid", "trusted", "kept", "forget_rate")
+
+
+@dataclass(frozen=True)
+class SelectionRecord:
+    """config.json of a refine run folder: which dataset the selection was made on, and with which options.
+
+    Read through :func:`ltvcli.runs.record.read_record`; version 1 (ltv 0.1.0)
+    had no ``kind`` or ``version`` key and reads the same way.
+    """
+
+    KIND = "refine"
+    VERSION = 2
+    WHAT = "an `ltv refine` run folder"
+    FOLDER = "`ltv refine` run folder"
+    KEYS = ("ltv_version", "dataset", "fingerprint", "label_sets", "options")
+
+    ltv_version: str
+    dataset: str
+    fingerprint: str
+    label_sets: list[str]
+    options: CoteachConfig
+
+    @classmethod
+    def from_json(cls, data: dict, version: int) -> SelectionRecord:
+        known = {f.name for f in fields(CoteachConfig)}
+        options = CoteachConfig(**{k: v for k, v in data["options"].items() if k in known})
+        return cls(data["ltv_version"], data["dataset"], data["fingerprint"], list(data["label_sets"]), options)
+
+    def to_json(self) -> dict:
+        return {"ltv_version": self.ltv_version, "dataset": self.dataset, "fingerprint": self.fingerprint,
+                "label_sets": self.label_sets, "options": self.options.to_json()}
 
 
 def refine(dataset: str | Path, out: str | Path, *, budget: int, config: CoteachConfig, strategy: str = "entropy",
@@ -54,7 +86,7 @@ def refine(dataset: str | Path, out: str | Path, *, budget: int, config: Coteach
         check_output(run, REFINE_RUN, inputs=[dataset], reuse=True, parameter="run")
     check_strategy(strategy)
     if budget < 1:
-        raise LtvError(f"--budget {budget}: expected a positive number of labels")
+        raise OptionError("budget", f"{budget}: expected a positive number of labels")
     data = Dataset.open(dataset)
     selection = select(data, config, None if run is None else Path(run))
     _report_selection(data, selection)
@@ -67,7 +99,7 @@ def refine(dataset: str | Path, out: str | Path, *, budget: int, config: Coteach
 
 def select(data: Dataset, config: CoteachConfig, run: Path | None = None) -> Selection:
     """Phase 1 on ``data``: loaded from ``run`` when it holds this very selection, else trained (and saved there)."""
-    if run is not None and (run / "config.json").is_file():
+    if run is not None and (run / RECORD_FILE).is_file():
         return load_selection(run, data, config)
     with deterministic():
         teacher = CoTeaching(data, config)
@@ -77,9 +109,9 @@ def select(data: Dataset, config: CoteachConfig, run: Path | None = None) -> Sel
     return selection
 
 
-def _record(data: Dataset, config: CoteachConfig) -> dict:
-    return {"ltv_version": __version__, "dataset": str(data.path.resolve()), "fingerprint": dataset_fingerprint(data),
-            "label_sets": data.label_set_names, "options": config.to_json()}
+def _record(data: Dataset, config: CoteachConfig) -> SelectionRecord:
+    return SelectionRecord(__version__, str(data.path.resolve()), dataset_fingerprint(data), data.label_set_names,
+                           config)
 
 
 def save_selection(run: Path, data: Dataset, config: CoteachConfig, selection: Selection,
@@ -92,26 +124,22 @@ def save_selection(run: Path, data: Dataset, config: CoteachConfig, selection: S
     with atomic_path(run / "selection.npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
-    write_json(run / "config.json", _record(data, config))
-    log(f"saved the selection phase in {run}; pass --run {run} again to reuse it")
+    write_record(run, _record(data, config))
+    log(f"saved the selection phase in {run}; give it as the run folder again to reuse it")
 
 
 def load_selection(run: Path, data: Dataset, config: CoteachConfig) -> Selection:
     """The saved selection of ``run``, after checking it was made on ``data`` with ``config``'s options."""
-    try:
-        stored = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LtvError(f"{run / 'config.json'}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(stored, dict) or not {"fingerprint", "options"} <= set(stored):
-        raise LtvError(f"--run {run}: not an `ltv refine` run folder (its config.json belongs to something else)")
-    if stored["fingerprint"] != dataset_fingerprint(data):
-        raise LtvError(f"--run {run}: made on another dataset ({stored.get('dataset')}); use another --run folder")
-    known = {f.name for f in fields(CoteachConfig)}
-    previous = CoteachConfig(**{k: v for k, v in stored["options"].items() if k in known}).result_options()
+    stored = read_record(run, SelectionRecord)
+    if stored.fingerprint != dataset_fingerprint(data):
+        raise OptionError("run", f"{run}: made on another dataset ({stored.dataset}); use another `run` folder")
+    previous = stored.options.result_options()
     changed = [k for k, v in config.result_options().items() if previous.get(k) != v]
     if changed:
-        detail = ", ".join(f"--{k.replace('_', '-')} {previous[k]!r} -> {getattr(config, k)!r}" for k in changed)
-        raise LtvError(f"--run {run}: made with other options ({detail}); use another --run folder")
+        others = "".join(f", `{k}` {previous[k]!r} -> {getattr(config, k)!r}" for k in changed[1:])
+        raise OptionError(changed[0], f"{previous[changed[0]]!r} -> {getattr(config, changed[0])!r}{others}: the "
+                                      f"selection saved in {run} was made with other options; use another `run` "
+                                      "folder")
     try:
         with np.load(run / "selection.npz") as arrays:
             outputs = ModelOutputs(**{f.name: arrays[f"outputs_{f.name}"] for f in fields(ModelOutputs)})

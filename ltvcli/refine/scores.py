@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ltvcli.errors import LtvError
+from ltvcli.errors import OptionError
 from ltvcli.refine.coteach import ModelOutputs
 
 STRATEGIES = ("entropy", "least_confidence", "margin", "bald", "coreset", "loss", "random")
@@ -39,7 +39,7 @@ _DISTANCE_CHUNK = 4096
 
 def check_strategy(strategy: str) -> str:
     if strategy not in STRATEGIES:
-        raise LtvError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        raise OptionError("strategy", f"{strategy!r}: expected one of {', '.join(STRATEGIES)}")
     return strategy
 
 
@@ -136,7 +136,7 @@ def pick(strategy: str, candidates: np.ndarray, budget: int, outputs: ModelOutpu
     """
     check_strategy(strategy)
     if budget < 1:
-        raise LtvError(f"--budget {budget}: expected a positive number of labels")
+        raise OptionError("budget", f"{budget}: expected a positive number of labels")
     groups = candidates.shape[1]
     if strategy == "coreset":
         flat, scores = coreset(outputs.features, candidates, covered, budget)

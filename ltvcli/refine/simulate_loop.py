@@ -27,17 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score
 
 from ltvcli.console import log
 from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
+from ltvcli.metrics import accuracy, validation_score
 from ltvcli.refine.coteach import CoTeaching, CoteachConfig, Selection
 from ltvcli.refine.queue import candidate_entries
 from ltvcli.refine.relabels import Answers, apply_answers
 from ltvcli.refine.scores import STRATEGIES, pick
 from ltvcli.refine.targets import Targets, entry_labels, fuse
-from ltvcli.train.loop import deterministic, validation_score
+from ltvcli.runtime.determinism import deterministic
 
 SIM_STRATEGIES = STRATEGIES + ("none",)
 METRICS = ("label_accuracy", "test_auc", "test_accuracy")
@@ -64,12 +64,13 @@ def _check(data: Dataset, budget: int, rounds: int, strategies: list[str], seeds
            recal_epochs: int) -> None:
     for strategy in strategies:
         if strategy not in SIM_STRATEGIES:
-            raise LtvError(f"--strategies: unknown strategy {strategy!r}; expected some of {', '.join(SIM_STRATEGIES)}")
-    for option, value in (("--budget", budget), ("--rounds", rounds), ("--recal-epochs", recal_epochs)):
+            raise OptionError("strategies", f"unknown strategy {strategy!r}; expected some of "
+                                            f"{', '.join(SIM_STRATEGIES)}")
+    for option, value in (("budget", budget), ("rounds", rounds), ("recal_epochs", recal_epochs)):
         if value < 1:
-            raise LtvError(f"{option} {value}: expected a positive integer")
+            raise OptionError(option, f"{value}: expected a positive integer")
     if not strategies or not seeds:
-        raise LtvError("give at least one strategy (--strategies) and one seed (--seeds)")
+        raise LtvError("give at least one strategy (`strategies`) and one seed (`seeds`)")
     truth = data.ground_truth
     for split in ("train", "test"):
         rows = data.indices(split)
@@ -148,10 +149,10 @@ class _Loop:
         truth, mask = truth[self.test_rows], mask[self.test_rows]
         auc = validation_score(probs, truth, mask, multilabel=True)  # one-vs-rest for one-hot multi-class truth
         if self.data.is_multilabel:
-            accuracy = float(accuracy_score(truth[mask], probs[mask] >= 0.5))
+            share = accuracy(truth[mask], probs[mask] >= 0.5)
         else:
-            accuracy = validation_score(probs, truth, mask, multilabel=False)
-        return auc, accuracy
+            share = validation_score(probs, truth, mask, multilabel=False)
+        return auc, share
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

@@ -25,10 +25,10 @@ from ltvcli.console import warn
 from ltvcli.dataset import Dataset
 from ltvcli.dataset.format import as_targets
 from ltvcli.errors import LtvError
-from ltvcli.fusion import AGGREGATOR_NAMES, dawid_skene_labels, fit_dawid_skene, majority_vote, soft_mean
+from ltvcli.fusion.aggregators import make_aggregator
+from ltvcli.fusion.base import hard_labels
+from ltvcli.fusion.registry import EXPERT_SET
 
-#: Name of the label set holding the expert's answers (written by ``ltv ingest relabels``).
-EXPERT_SET = "expert"
 #: Forget rate used where the label sets cannot estimate one (a single label set).
 DEFAULT_FORGET_RATE = 0.2
 #: Upper bound of an estimated forget rate: co-teaching must keep most of the data to learn from.
@@ -46,7 +46,7 @@ class Targets:
 
     def hard(self) -> np.ndarray:
         """0/1 labels [N, C]: thresholded at 0.5 (multi-label) or one-hot of the arg max (multi-class)."""
-        return hard_labels(self.values, self.multilabel)
+        return hard_labels(torch.from_numpy(self.values), self.multilabel).numpy()
 
 
 def group_count(n_classes: int, multilabel: bool) -> int:
@@ -59,24 +59,10 @@ def as_entries(per_class: np.ndarray, multilabel: bool) -> np.ndarray:
     return per_class if multilabel else per_class.any(axis=1, keepdims=True)
 
 
-def hard_labels(values: np.ndarray, multilabel: bool) -> np.ndarray:
-    """Soft labels [N, C] to 0/1 (float32)."""
-    if multilabel:
-        return (values >= 0.5).astype(np.float32)
-    return np.eye(values.shape[1], dtype=np.float32)[values.argmax(axis=1)]
-
-
 def entry_labels(values: np.ndarray, multilabel: bool) -> np.ndarray:
     """Hard labels per entry [N, G] (int64): 0/1 per finding, or the class id of the image."""
-    hard = hard_labels(values, multilabel)
+    hard = hard_labels(torch.from_numpy(values), multilabel).numpy()
     return hard.astype(np.int64) if multilabel else hard.argmax(axis=1)[:, None]
-
-
-def check_labels_option(labels: str, label_set_names: list[str]) -> None:
-    """Reject a ``--labels`` value that is neither a label set nor an aggregator."""
-    if labels not in label_set_names and labels not in AGGREGATOR_NAMES:
-        raise LtvError(f"--labels {labels!r}: expected a label set ({', '.join(label_set_names)}) "
-                       f"or an aggregator ({', '.join(AGGREGATOR_NAMES)})")
 
 
 def fuse(labels: np.ndarray, label_set_names: list[str], *, multilabel: bool, n_classes: int, source: str,
@@ -87,18 +73,9 @@ def fuse(labels: np.ndarray, label_set_names: list[str], *, multilabel: bool, n_
     ``fit_rows`` (the training split). Where the ``expert`` set has an answer,
     that answer is the label and the entry is trusted.
     """
-    check_labels_option(source, label_set_names)
+    aggregator = make_aggregator(source, label_set_names, multilabel=multilabel, seed=seed, parameter="labels")
     targets, mask = as_targets(labels, multilabel, n_classes)
-    if source in label_set_names:
-        j = label_set_names.index(source)
-        values, valid = torch.from_numpy(targets[:, j]), torch.from_numpy(mask[:, j])
-    elif source == "soft_mean":
-        values, valid = soft_mean(targets, mask)
-    elif source == "majority":
-        values, valid = majority_vote(targets, mask, seed, multilabel=multilabel)
-    else:
-        confusion, prior = fit_dawid_skene(targets[fit_rows], mask[fit_rows], multilabel)
-        values, valid = dawid_skene_labels(confusion, prior, targets, mask, multilabel)
+    values, valid = aggregator.fit(targets[fit_rows], mask[fit_rows]).predict_proba(targets, mask)
     valid = valid.numpy().astype(bool)
     values = np.where(valid, values.numpy(), 0.0).astype(np.float32)  # 0 where nothing labels the entry
     trusted = np.zeros_like(valid)
@@ -134,7 +111,7 @@ def estimate_forget_rate(labels: np.ndarray, label_set_names: list[str], hard: n
     groups = group_count(n_classes, multilabel)
     if len(keep) < 2:
         warn(f"one label set cannot estimate the noise rate; forgetting {DEFAULT_FORGET_RATE:.0%} "
-             "(set --forget-rate to your estimate)")
+             "(give your own estimate as the forget rate)")
         return np.full(groups, DEFAULT_FORGET_RATE)
     targets, mask = as_targets(labels[:, keep], multilabel, n_classes)
     if multilabel:

@@ -7,8 +7,7 @@ import contextlib
 import torch
 
 from ltvcli.errors import OptionError
-
-DEVICES = ("auto", "cuda", "cpu")
+from ltvcli.runtime import DEVICES
 
 
 def resolve_device(name: str) -> torch.device:

@@ -36,7 +36,7 @@ from numpy.lib.format import open_memmap
 from ltvcli import __version__, atomic
 from ltvcli.console import log, track, warn
 from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.text.store import save_text_embeddings
 from ltvcli.runtime.device import resolve_device
 
@@ -84,10 +84,10 @@ def load_encoder(model_dir: str | Path, *, device: str = "auto", pooling: str = 
     """Load a tokenizer and model saved with ``save_pretrained`` in ``model_dir``; never downloads."""
     model_dir = Path(model_dir)
     if pooling not in POOLINGS:
-        raise LtvError(f"--pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+        raise OptionError("pooling", f"{pooling!r}: expected one of {', '.join(POOLINGS)}")
     if not model_dir.is_dir():
-        raise LtvError(f"--model {model_dir}: no such folder; expected a Hugging Face model saved on disk "
-                       "(config.json, weights and tokenizer files); nothing is downloaded")
+        raise OptionError("model", f"{model_dir}: no such folder; expected a Hugging Face model saved on disk "
+                                   "(config.json, weights and tokenizer files); nothing is downloaded")
     torch_device = resolve_device(device)
     with _offline():
         try:
@@ -100,8 +100,8 @@ def load_encoder(model_dir: str | Path, *, device: str = "auto", pooling: str = 
                 tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
                 model = AutoModel.from_pretrained(model_dir, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
-            raise LtvError(f"--model {model_dir}: cannot load a tokenizer and model from this folder "
-                           f"({str(exc).strip().splitlines()[0]})") from None
+            raise OptionError("model", f"{model_dir}: cannot load a tokenizer and model from this folder "
+                                       f"({str(exc).strip().splitlines()[0]})") from None
     _check_max_length(model, tokenizer, max_length, model_dir)
     model = model.to(device=torch_device, dtype=torch.float32).eval()
     return ReportEncoder(tokenizer, model, torch_device, pooling, max_length)
@@ -137,13 +137,13 @@ def _quiet_loading() -> Iterator[None]:
 
 
 def _check_max_length(model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path) -> None:
-    """Refuse a --max-length the model has no position embeddings for (it would fail mid-run)."""
+    """Refuse a ``max_length`` the model has no position embeddings for (it would fail mid-run)."""
     limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
     limit = min((int(v) for v in limits if v is not None and v < 1_000_000), default=None)
     if max_length < 2:
-        raise LtvError(f"--max-length must be at least 2 tokens ([CLS] and [SEP]), got {max_length}")
+        raise OptionError("max_length", f"must be at least 2 tokens ([CLS] and [SEP]), got {max_length}")
     if limit is not None and max_length > limit:
-        raise LtvError(f"--max-length {max_length}: the model in {model_dir} takes at most {limit} tokens")
+        raise OptionError("max_length", f"{max_length}: the model in {model_dir} takes at most {limit} tokens")
 
 
 def embed_reports(dataset: Dataset | str | Path, model: str | Path, *, batch_size: int = 32, device: str = "auto",
@@ -155,7 +155,7 @@ def embed_reports(dataset: Dataset | str | Path, model: str | Path, *, batch_siz
     """
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
     if batch_size < 1:
-        raise LtvError(f"--batch-size must be at least 1, got {batch_size}")
+        raise OptionError("batch_size", f"must be at least 1, got {batch_size}")
     encoder = load_encoder(model, device=device, pooling=pooling, max_length=max_length)
     distinct, row_of = distinct_reports(ds.report_texts())
     if not distinct:
@@ -183,7 +183,7 @@ def distinct_reports(texts: list[str | None]) -> tuple[list[str], np.ndarray]:
 
     Longest first groups texts of similar length into a batch (little padding)
     and puts the batch that needs the most memory first, so a too-large
-    ``--batch-size`` fails at once rather than hours into the run.
+    ``batch_size`` fails at once rather than hours into the run.
     """
     present = sorted({t for t in texts if t is not None and t.strip()}, key=lambda t: (-len(t), t))
     position = {text: i for i, text in enumerate(present)}
@@ -232,7 +232,7 @@ def _encode(encoder: ReportEncoder, texts: list[str], batch_size: int) -> np.nda
     try:
         return encoder.encode(texts)
     except torch.cuda.OutOfMemoryError:
-        raise LtvError(f"out of GPU memory with --batch-size {batch_size}; re-run with a smaller one "
+        raise LtvError(f"out of GPU memory with `batch_size` {batch_size}; re-run with a smaller one "
                        "(the reports embedded so far are kept)") from None
 
 

@@ -27,8 +27,8 @@ import pandas as pd
 
 from ltvcli.console import warn
 from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
-from ltvcli.ingest.csvio import PARQUET_SUFFIXES, missing_ids, read_table
+from ltvcli.errors import LtvError, OptionError
+from ltvcli.csvio import PARQUET_SUFFIXES, missing_ids, read_table
 from ltvcli.text.store import save_text_embeddings
 
 IMAGE_ID_COLUMNS = ("image_id", "image", "dicom_id")
@@ -66,10 +66,10 @@ def import_embeddings(dataset: Dataset | str | Path, file: str | Path, *, ids: s
 def read_embedding_file(file: Path, *, ids: str | Path | None = None) -> EmbeddingTable:
     """Read ids and vectors from a CSV, Parquet, .npz, or .npy (+ ids CSV) file, checking both."""
     if not file.is_file():
-        raise LtvError(f"--embeddings {file}: no such file")
+        raise OptionError("embeddings", f"{file}: no such file")
     suffix = file.suffix.lower()
     if ids is not None and suffix != ".npy":
-        raise LtvError(f"--ids is only for a .npy embeddings file; {file.name} carries its own ids")
+        raise OptionError("ids", f"is only for a .npy embeddings file; {file.name} carries its own ids")
     if suffix == ".npy":
         table = _read_npy(file, ids)
     elif suffix == ".npz":
@@ -77,8 +77,8 @@ def read_embedding_file(file: Path, *, ids: str | Path | None = None) -> Embeddi
     elif suffix in TABLE_SUFFIXES:
         table = _read_table(file)
     else:
-        raise LtvError(f"--embeddings {file}: unknown file type {suffix!r}; expected .csv, .parquet, .npz, "
-                       "or .npy with --ids")
+        raise OptionError("embeddings", f"{file}: unknown file type {suffix!r}; expected .csv, .parquet, .npz, "
+                                        "or .npy with `ids`")
     return table
 
 
@@ -149,8 +149,8 @@ def _read_npz(file: Path) -> EmbeddingTable:
 
 def _read_npy(file: Path, ids_file: str | Path | None) -> EmbeddingTable:
     if ids_file is None:
-        raise LtvError(f"--embeddings {file}: a .npy file has no ids; add --ids IDS.csv, a CSV with an image_id "
-                       "or study_id column listing the id of each row")
+        raise OptionError("embeddings", f"{file}: a .npy file has no ids; add `ids` IDS.csv, a CSV with an image_id "
+                                        "or study_id column listing the id of each row")
     frame = read_table(ids_file, what="ids CSV")
     id_column = _id_column(frame.columns, Path(ids_file))
     try:

@@ -25,11 +25,11 @@ from ltvcli.console import track
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.outputs import REFINED_LABELS, check_output
+from ltvcli.runs.predict import open_run, run_text_embeddings
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.train.data import DeviceLabels, ImageLoader, ordered_batches
-from ltvcli.train.loop import build_method
-from ltvcli.train.predict import open_run, run_text_embeddings
-from ltvcli.train.run import check_compatible
+from ltvcli.runtime.loader import ImageLoader, ordered_batches
+from ltvcli.train.data import DeviceLabels
+from ltvcli.train.method import build_method
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 EXPORT_SPLITS = ("train", "validate", "test")
@@ -62,13 +62,13 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
                    device: str = "auto", batch_size: int = 64) -> pd.DataFrame:
     """The refined labels of ``run`` on ``dataset`` (long layout, see the module docstring)."""
     target = resolve_device(device)
-    model, config, state = open_run(run, checkpoint, target)
-    check_compatible(config, dataset, label_sets=True)
-    method = build_method(config["method"], config["method_options"], dataset).to(target)
+    model, record, state = open_run(run, checkpoint, target)
+    record.check_fits(dataset, label_sets=True)
+    method = build_method(record.config, dataset).to(target)
     method.load_state_dict(state["method"])
     method.eval()
     rows = np.concatenate([dataset.indices(split) for split in splits])
-    labels = DeviceLabels(dataset, target, run_text_embeddings(config, dataset, rows))
+    labels = DeviceLabels(dataset, target, run_text_embeddings(record, dataset, rows))
     loader = ImageLoader(dataset.images, ordered_batches(rows, batch_size), pin_memory=target.type == "cuda")
     refined, binarised, weights = [], [], []
     n_sets, n_classes = len(dataset.label_set_names), len(dataset.classes)

@@ -1,4 +1,6 @@
-"""Reading the tables every ingest source starts from (CSV, gzipped CSV, Parquet).
+"""Reading user tables (CSV, gzipped CSV, Parquet): ingest sources, hand labels, predictions, embeddings.
+
+Shared by ingest, evaluate and text, so it sits below all three.
 
 All cells are read as text with blanks kept as ``""``: label files use the
 blank cell as a value of its own ("not mentioned"), and ids such as

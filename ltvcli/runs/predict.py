@@ -2,7 +2,7 @@
 
 The same :func:`probabilities` scores the validation split during training,
 so what ``ltv predict`` writes is exactly what chose the best checkpoint.
-A run trained with ``--text`` reads each image's report embedding as well:
+A run trained with ``text`` reads each image's report embedding as well:
 :func:`run_text_embeddings` takes them from the scored dataset and refuses
 one that lacks them or whose vectors have another size.
 """
@@ -19,59 +19,52 @@ from torch import nn
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.models import LtvNet, build_model
-from ltvcli.text import load_text_embeddings
+from ltvcli.runs.folder import RunFolder
+from ltvcli.runs.record import RunRecord
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.train.data import ImageLoader, images_to_device, ordered_batches
-from ltvcli.train.run import RunFolder, check_compatible
+from ltvcli.runtime.loader import ImageLoader, images_to_device, ordered_batches
+from ltvcli.text import load_text_embeddings
 
 
-def load_run(run: Path, checkpoint: str = "best", device: str = "cpu") -> tuple[LtvNet, dict]:
-    """The trained model of ``run`` (in eval mode, on ``device``) and the run's config.json content."""
-    model, config, _ = open_run(run, checkpoint, device)
-    return model, config
+def load_run(run: Path, checkpoint: str = "best", device: str = "cpu") -> tuple[LtvNet, RunRecord]:
+    """The trained model of ``run`` (in eval mode, on ``device``) and the run's record (its config.json)."""
+    model, record, _ = open_run(run, checkpoint, device)
+    return model, record
 
 
 def open_run(run: Path, checkpoint: str = "best", device: str | torch.device = "cpu",
-             ) -> tuple[LtvNet, dict, dict]:
+             ) -> tuple[LtvNet, RunRecord, dict]:
     """Like :func:`load_run`, plus the whole checkpoint (method state, epoch, ...) for callers that need it."""
     folder = RunFolder(run)
-    config = folder.read_config()
+    record = folder.read_record()
     target = resolve_device(device) if isinstance(device, str) else device
     state = folder.load_checkpoint(checkpoint, map_location=target)
-    options, data = config["options"], config["dataset"]
-    model = build_model(options["arch"], len(config["classes"]), in_channels=data["channels"],
-                        image_size=data["image_size"], text_dim=text_dim(config))
+    model = build_model(record.config.arch, len(record.classes), in_channels=record.dataset.channels,
+                        image_size=record.dataset.image_size, text_dim=None if record.text is None else record.text.dim)
     model.load_state_dict(state["model"])
-    return model.to(target).eval(), config, state
+    return model.to(target).eval(), record, state
 
 
-def text_dim(config: dict) -> int | None:
-    """The size of the report embeddings a run's model reads (config.json's ``text``); None without text."""
-    text = config.get("text")
-    return int(text["dim"]) if text else None
-
-
-def run_text_embeddings(config: dict, dataset: Dataset, rows: np.ndarray) -> np.ndarray | None:
-    """``dataset``'s report embeddings [N, D] for a run trained with ``--text`` (None for an image-only run).
+def run_text_embeddings(record: RunRecord, dataset: Dataset, rows: np.ndarray) -> np.ndarray | None:
+    """``dataset``'s report embeddings [N, D] for a run trained with ``text`` (None for an image-only run).
 
     Every row in ``rows`` (the images to score or refine) needs one, of the
     size the run was trained on; otherwise a one-line error says how many
     are missing.
     """
-    dim = text_dim(config)
-    if dim is None:
+    if record.text is None:
         return None
     try:
         vectors = load_text_embeddings(dataset, require_all=False)
     except LtvError as exc:
-        raise LtvError(f"the run was trained with --text and needs report embeddings: {exc}") from None
-    if vectors.shape[1] != dim:
+        raise LtvError(f"the run was trained with `text` and needs report embeddings: {exc}") from None
+    if vectors.shape[1] != record.text.dim:
         raise LtvError(f"{dataset.path}: its report embeddings have {vectors.shape[1]} dims, the run was trained on "
-                       f"{dim}-dim embeddings ({config['text'].get('model')}); embed the reports the same way")
+                       f"{record.text.dim}-dim embeddings ({record.text.model}); embed the reports the same way")
     missing = int(np.isnan(vectors[rows]).any(axis=1).sum())
     if missing:
         raise LtvError(f"{dataset.path}: {missing} of the {len(rows)} images to score have no report embedding, "
-                       "and the run was trained with --text; run `ltv embed-reports` so that every image has one")
+                       "and the run was trained with `text`; run `ltv embed-reports` so that every image has one")
     return vectors
 
 
@@ -108,10 +101,10 @@ def split_rows(dataset: Dataset, split: str | None) -> np.ndarray:
 def predict_probabilities(run: Path, dataset: Dataset, split: str | None = "test", checkpoint: str = "best",
                           device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(image_ids, probabilities [n, C]) of ``run``'s model on one split of ``dataset`` (None = all images)."""
-    model, config = load_run(run, checkpoint, device)
-    check_compatible(config, dataset)
+    model, record = load_run(run, checkpoint, device)
+    record.check_fits(dataset)
     rows = split_rows(dataset, split)
-    text = run_text_embeddings(config, dataset, rows)
+    text = run_text_embeddings(record, dataset, rows)
     probs = probabilities(model, dataset, rows, next(model.parameters()).device, text=text)
     return dataset.image_ids[rows], probs
 

@@ -1,4 +1,8 @@
-"""The statistics of an evaluation: ROC AUC, stratified bootstrap intervals, DeLong's test, accuracy.
+"""The one metrics module: ROC AUC, accuracy, stratified bootstrap intervals, DeLong's test.
+
+``ltv evaluate`` reports these statistics, and training scores its validation
+split with :func:`validation_score`, built on the same :func:`auc_score` and
+:func:`accuracy`, so a run's ``val_auc`` and an evaluation's AUC are one number.
 
 Point estimates are scikit-learn's (``roc_auc_score``, ``accuracy_score``,
 ``recall_score``, ``confusion_matrix``). What is ours is the resampling: a
@@ -45,6 +49,36 @@ def class_recalls(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.nd
 def confusion(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix [true class, predicted class] over all classes, also those absent from ``y``."""
     return confusion_matrix(y, predicted, labels=np.arange(n_classes))
+
+
+def validation_score(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, multilabel: bool) -> float:
+    """Macro ROC AUC over the classes with both outcomes (multi-label) or accuracy (multi-class); NaN if none.
+
+    ``probs``, ``targets`` and ``mask`` are [n, C] (one-hot targets for
+    multi-class); only the entries in ``mask`` count. This is how training
+    chooses its best checkpoint.
+    """
+    if not np.isfinite(probs).all():
+        return float("nan")
+    if multilabel:
+        columns = [(mask[:, c], c) for c in range(targets.shape[1])]
+        aucs = [auc_score(targets[m, c], probs[m, c]) for m, c in columns if _two_outcomes(targets[m, c])]
+        return float(np.mean(aucs)) if aucs else float("nan")
+    labelled = mask.any(axis=1)
+    if not labelled.any():
+        return float("nan")
+    return accuracy(targets[labelled].argmax(1), probs[labelled].argmax(1))
+
+
+def scorable(targets: np.ndarray, mask: np.ndarray, multilabel: bool) -> bool:
+    """Whether :func:`validation_score` can score anything: a class with both outcomes, or any labelled image."""
+    if multilabel:
+        return any(_two_outcomes(targets[mask[:, c], c]) for c in range(targets.shape[1]))
+    return bool(mask.any())
+
+
+def _two_outcomes(column: np.ndarray) -> bool:
+    return len(np.unique(column)) == 2
 
 
 # ----------------------------------------------------------------------------- resampling
