@@ -97,13 +97,18 @@ class LearningToVote(FusionMethod):
                 features.append(_call(net, stage, {**updated, **buffers}, inputs, batch.text))
         return torch.stack(features, dim=1)
 
+    def vote_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """W_attn · Cat(F_1..F_M) + b_attn per sample: [B, M], the logits of the vote weights (eq. 2)."""
+        return self.attention(features.flatten(1)).float()
+
     def vote_weights(self, features: torch.Tensor) -> torch.Tensor:
         """w = softmax(W_attn · Cat(F_1..F_M) + b_attn) per sample: [B, M] (eq. 2)."""
-        return torch.softmax(self.attention(features.flatten(1)).float(), dim=-1)
+        return torch.softmax(self.vote_scores(features), dim=-1)
 
     def _vote(self, model: nn.Module, batch: Batch, logits: torch.Tensor, trunk_output: torch.Tensor) -> StepResult:
-        weights = self.vote_weights(self.virtual_features(model, batch, logits, trunk_output))
-        refined, valid = weighted_vote(weights, batch.targets, batch.mask)
+        scores = self.vote_scores(self.virtual_features(model, batch, logits, trunk_output))
+        weights = torch.softmax(scores, dim=-1)
+        refined, valid = weighted_vote(scores, batch.targets, batch.mask)
         binarised = torch.sigmoid(self.options.k * (refined - self.options.threshold))
         loss = masked_bce(logits, binarised, valid, mean_count(valid))
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(refined, valid),
@@ -132,17 +137,24 @@ class LearningToVote(FusionMethod):
         return [name for name, _ in named], [param for _, param in named]
 
 
-def weighted_vote(weights: torch.Tensor, targets: torch.Tensor,
+def weighted_vote(scores: torch.Tensor, targets: torch.Tensor,
                   mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ȳ = Σ_m w_m y_m per (sample, class), the weights renormalised over the label sets that have a label.
+    """ȳ = Σ_m w_m y_m per (sample, class), w = softmax(scores) renormalised over the label sets that have a label.
 
-    ``weights`` [B, M], ``targets``/``mask`` [B, M, C]; returns ȳ [B, C] and
-    whether any label set labels the entry (elsewhere ȳ is 0 and meaningless).
+    ``scores`` [B, M] are the vote's logits, ``targets``/``mask`` [B, M, C];
+    returns ȳ [B, C] and whether any label set labels the entry (elsewhere ȳ
+    is 0 and meaningless). The renormalised weights are a softmax of the
+    scores over the labelled sets, taken in log space: a vote that has
+    collapsed onto one set gives the others weights of 1e-40 and less, and
+    dividing by their sum (where that set has no label, as for most entries
+    of a sparse crowd) would overflow the gradient.
     """
-    shares = weights[:, :, None] * mask
-    total = shares.sum(dim=1)
-    valid = total > 0
-    return (shares * targets).sum(dim=1) / torch.where(valid, total, torch.ones_like(total)), valid
+    mask = mask.bool()
+    valid = mask.any(dim=1)
+    logits = scores[:, :, None].expand_as(targets).masked_fill(~mask, float("-inf"))
+    logits = logits.masked_fill(~valid[:, None, :], 0.0)  # no label anywhere: any finite weights, result unused
+    shares = torch.softmax(logits, dim=1)
+    return (shares * targets).sum(dim=1), valid
 
 
 class _Bound(nn.Module):
