@@ -7,8 +7,10 @@ network is split into named stages because learning-to-vote needs them:
 * ``last_stage(h)`` layer4 + GAP    -- the part whose virtual update it recomputes;
 * ``head(f)``       the FC layer on the feature F.
 
-``features(x) = last_stage(trunk(x))`` is the F_m of equation 2, and
-``forward(x) = head(features(x))`` gives logits. ``tiny`` is a four-stage CNN
+``features(x) = last_stage(trunk(x))`` is the F_m of equation 2 (what
+``vote_features`` returns), and ``forward(x) = head(features(x))`` gives
+logits. :mod:`ltvcli.heads` has the same interface for a head on
+precomputed features. ``tiny`` is a four-stage CNN
 with the same interface, for tests and CPU demos.
 
 With ``text_dim`` the network also reads a report embedding e (the paper's
@@ -78,6 +80,14 @@ class LtvNet(nn.Module):
         f = self.last_stage(h, text)
         logits = self.head(f)
         return (logits, h, f) if return_parts else logits
+
+    def vote_stage(self, h: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """F_m of learning-to-vote from the trunk output h: the GAP feature (with the text), eq. 2's input."""
+        return self.last_stage(h, text)
+
+    def vote_features(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """F_m of learning-to-vote from the images: :meth:`features` (a head on features defines its own)."""
+        return self.features(x, text)
 
     def last_scope_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Named parameters of layer4, the text MLP and the FC layer: what ``--meta-scope last`` updates virtually."""

@@ -25,7 +25,9 @@ runs once per batch.
 
 With report text (``Batch.text``), F is Cat(GAP(image), text MLP(e)) and the
 text MLP is part of both scopes, so each θ̂_m also moves the text features the
-vote sees.
+vote sees. The model says what F_m is (``vote_features`` / ``vote_stage``): the
+GAP feature of a CNN, the hidden layer or the logits of a head on precomputed
+features (:mod:`ltvcli.heads`).
 
 Missing labels are masked everywhere: in each virtual loss, and in the vote,
 whose weights are renormalised per (sample, class) over the label sets that
@@ -80,7 +82,7 @@ class LearningToVote(FusionMethod):
 
     def virtual_features(self, model: nn.Module, batch: Batch, logits: torch.Tensor,
                          trunk_output: torch.Tensor) -> torch.Tensor:
-        """F_m, the GAP features of the batch under each virtually updated θ̂_m: [B, M, D], detached.
+        """F_m, the vote features of the batch under each virtually updated θ̂_m: [B, M, D], detached.
 
         ``logits`` and ``trunk_output`` come from one forward of ``model`` on
         ``batch.images`` whose graph is still alive.
@@ -89,7 +91,7 @@ class LearningToVote(FusionMethod):
         names, params = self._scope(net)
         buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
         last = self.options.meta_scope == "last"
-        stage, inputs = ("last_stage", trunk_output.detach()) if last else ("features", batch.images)
+        stage, inputs = ("vote_stage", trunk_output.detach()) if last else ("vote_features", batch.images)
         features = []
         for step in self._virtual_steps(logits, params, batch):
             with torch.no_grad():
