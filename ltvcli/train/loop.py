@@ -35,7 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from ltvcli import __version__
-from ltvcli.console import console, log, set_verbosity, verbosity, warn
+from ltvcli.console import console, log, progress_bars, set_verbosity, warn
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.fusion import make_method, majority_vote
@@ -324,7 +324,7 @@ class LiveView:
     REFRESH_SECONDS = 1.0
 
     def __init__(self):
-        self.enabled = verbosity() >= 1 and distributed.is_main()
+        self.enabled = progress_bars() and distributed.is_main()
         self.progress: Progress | None = None
         self.task = None
         self.last_refresh = 0.0
