@@ -41,10 +41,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
-from sklearn.preprocessing import StandardScaler
 
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
@@ -174,6 +170,9 @@ def image_difficulty(dataset: Dataset) -> np.ndarray:
     logistic regression on standardised thumbnails; one binary model per class
     for multi-label data. Entries without ground truth get 0 (never drawn).
     """
+    from sklearn.linear_model import LogisticRegression  # here, not at the top: `ltv simulate --help` stays fast
+    from sklearn.model_selection import cross_val_predict
+
     pixels = _thumbnails(dataset.images)
     truth = dataset.ground_truth.astype(np.int64)
     columns = truth if truth.ndim == 2 else truth[:, None]
@@ -191,6 +190,9 @@ def image_difficulty(dataset: Dataset) -> np.ndarray:
 
 def _thumbnails(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """Standardised THUMBNAIL² (× channels) area-averaged copies of the memory-mapped images, [N, features]."""
+    import torch
+    from sklearn.preprocessing import StandardScaler
+
     parts = []
     for start in range(0, len(images), chunk):
         block = torch.from_numpy(np.asarray(images[start:start + chunk], dtype=np.float32))

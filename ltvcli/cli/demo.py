@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ltvcli.cli.app import app, command
+from ltvcli.cli.choices import ARCHS, choice
 from ltvcli.cli.info import print_summary
 from ltvcli.demo.pipeline import DEMO_METHODS, run_demo
 from ltvcli.demo.synth import DEFAULT_SUBJECTS
@@ -25,7 +26,8 @@ def demo(
     epochs: int = typer.Option(10, "--epochs", help="Training epochs per method."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate (the paper's 1e-4 is for a pretrained "
                                                 "ResNet-50; the demo's small CNN starts from scratch)."),
-    arch: str = typer.Option("tiny", "--arch", help="Network: tiny (a small CNN, CPU-friendly) or resnet18/34/50."),
+    arch: str = typer.Option("tiny", "--arch", metavar=choice(ARCHS),
+                             help="Network: tiny (a small CNN, CPU-friendly) or a ResNet."),
     methods: str = typer.Option(",".join(DEMO_METHODS), "--methods", help="Comma-separated methods to train."),
     text: bool = typer.Option(True, "--text/--no-text", help="Embed the reports (TF-IDF + SVD, a stand-in for "
                                                              "BioBERT) and also train single and ltv with them "

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ltvcli.cli.app import app, command
-from ltvcli.dataset import Dataset, summarize
+from ltvcli.cli.choices import SPLITS, choice
+from ltvcli.errors import OptionError
 from ltvcli.findings import short_name
 
 stdout = Console(soft_wrap=False)
@@ -20,9 +21,13 @@ stdout = Console(soft_wrap=False)
 def info(
     dataset: Path = typer.Argument(..., help="A dataset folder written by `ltv ingest`."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON document."),
-    split: str = typer.Option("train", help="Split whose label counts the tables show."),
+    split: str = typer.Option("train", metavar=choice(SPLITS), help="Split whose label counts the tables show."),
 ) -> None:
     """Counts per split and view, positives / uncertains per labeller, label-set disagreement."""
+    from ltvcli.dataset import Dataset, summarize
+
+    if split not in SPLITS:
+        raise OptionError("split", f"{split!r}: expected one of {', '.join(SPLITS)}")
     summary = summarize(Dataset.open(dataset))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

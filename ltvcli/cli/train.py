@@ -8,12 +8,8 @@ from typing import Optional
 import typer
 
 from ltvcli.cli.app import app, command
+from ltvcli.cli.choices import CHECKPOINTS, DEVICES, SPLITS, choice
 from ltvcli.console import log
-from ltvcli.dataset import Dataset
-from ltvcli.train.config import TrainConfig
-from ltvcli.train.export import EXPORT_SPLITS, check_table_path, export_labels, write_table
-from ltvcli.train.loop import train as train_run
-from ltvcli.train.predict import predict_probabilities, predictions_table
 
 _CHECKPOINT_HELP = "Which checkpoint: best (best validation score) or last."
 
@@ -58,6 +54,9 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
 ) -> None:
     """Train a classifier on a dataset's label sets with one fusion method; writes a run folder."""
+    from ltvcli.train.config import TrainConfig
+    from ltvcli.train.loop import train as train_run
+
     config = TrainConfig(
         dataset=str(dataset), out=str(out), method=method, epochs=epochs, arch=arch,
         pretrained=None if pretrained is None else str(pretrained), seed=seed, batch_size=batch_size, lr=lr,
@@ -78,11 +77,15 @@ def export_labels_command(
     run: Path = typer.Argument(..., help="A run folder written by `ltv train`."),
     dataset: Path = typer.Argument(..., help="The dataset to refine (same classes and label sets as the run's)."),
     out: Path = typer.Option(..., "--out", help="Output table, .csv or .parquet."),
-    split: list[str] = typer.Option(["train"], "--split", help="Split(s) to export (repeatable), or all."),
-    checkpoint: str = typer.Option("best", help=_CHECKPOINT_HELP),
-    device: str = typer.Option("auto", help="auto, cuda or cpu."),
+    split: list[str] = typer.Option(["train"], "--split", metavar=choice(SPLITS + ("all",)),
+                                    help="Split(s) to export (repeatable), or all."),
+    checkpoint: str = typer.Option("best", metavar=choice(CHECKPOINTS), help=_CHECKPOINT_HELP),
+    device: str = typer.Option("auto", metavar=choice(DEVICES), help="auto, cuda or cpu."),
 ) -> None:
     """Write the refined label, its binarisation and each label set's vote weight, per image and class."""
+    from ltvcli.dataset import Dataset
+    from ltvcli.train.export import EXPORT_SPLITS, check_table_path, export_labels
+
     check_table_path(out)
     splits = EXPORT_SPLITS if "all" in split else tuple(dict.fromkeys(split))
     frame = export_labels(run, Dataset.open(dataset), out, splits, checkpoint, device)
@@ -94,11 +97,15 @@ def predict_command(
     run: Path = typer.Argument(..., help="A run folder written by `ltv train`."),
     dataset: Path = typer.Argument(..., help="The dataset to score (same classes as the run's)."),
     out: Path = typer.Option(..., "--out", help="Output table, .csv or .parquet."),
-    split: str = typer.Option("test", help="train, validate, test, or all."),
-    checkpoint: str = typer.Option("best", help=_CHECKPOINT_HELP),
-    device: str = typer.Option("auto", help="auto, cuda or cpu."),
+    split: str = typer.Option("test", metavar=choice(SPLITS + ("all",)), help="train, validate, test, or all."),
+    checkpoint: str = typer.Option("best", metavar=choice(CHECKPOINTS), help=_CHECKPOINT_HELP),
+    device: str = typer.Option("auto", metavar=choice(DEVICES), help="auto, cuda or cpu."),
 ) -> None:
     """Write per-image class probabilities (sigmoid for multi-label, softmax for multi-class)."""
+    from ltvcli.dataset import Dataset
+    from ltvcli.train.export import check_table_path, write_table
+    from ltvcli.train.predict import predict_probabilities, predictions_table
+
     check_table_path(out)
     data = Dataset.open(dataset)
     image_ids, probs = predict_probabilities(run, data, None if split == "all" else split, checkpoint, device)
