@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,13 +13,16 @@ from conftest import Cli
 from ltvcli.dataset import Dataset
 
 QUICK = ("--size", "32", "--subjects", "16", "--epochs", "1")
+TABLE_LINE = re.compile(r"^[┏┃┡│├└]")  # rich's table borders
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One demo run shared by the tests that only read its output."""
+    """One demo run shared by the tests that only read its output (an 80-column terminal, two trainings at once)."""
     out = tmp_path_factory.mktemp("demo") / "run"
-    return out, Cli()("demo", "--out", out, *QUICK)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", "80")
+        return out, Cli()("demo", "--out", out, *QUICK, "--jobs", "2")
 
 
 def test_demo_builds_a_frontal_dataset_with_four_label_sets_and_test_ground_truth(demo_run):
@@ -104,3 +108,59 @@ def test_too_few_subjects_is_a_clear_error(tmp_path, cli):
     result = cli("demo", "--out", tmp_path / "run", "--subjects", "2", ok=False)
     assert result.exit_code == 2 and "at least 4 subjects" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_demo_shows_the_info_tables_with_the_ingest_step(demo_run):
+    _, result = demo_run
+    ingest, embed = result.output.index("[2/6] ingesting"), result.output.index("[3/6] embedding")
+    for table in ("label sets, train split", "raw labeller output, train split", "ground truth, test"):
+        assert ingest < result.output.index(table) < embed
+
+
+def test_demo_announces_each_training_by_name(demo_run):
+    _, result = demo_run
+    announced = re.findall(r"^ +training ([a-z+]+): ", result.output, re.M)
+    assert sorted(announced) == sorted(["single", "single+text", "mv", "cm", "ltv", "ltv+text"])
+    assert announced[:2] == ["ltv", "ltv+text"]  # the long runs first
+    for name in announced:
+        assert re.search(rf"^ +trained {re.escape(name)}: best validation auc ", result.output, re.M)
+        log = (demo_run[0] / "runs" / name / "train.log").read_text()
+        assert "epoch 1: loss" in log and "━" not in log  # the run's own lines, no progress bar
+
+
+def test_demo_tables_fit_80_columns_without_cut_cells(demo_run):
+    _, result = demo_run
+    tables = [line for line in result.output.splitlines() if TABLE_LINE.match(line)]
+    assert tables and max(map(len, tables)) <= 80
+    assert "…" not in result.output
+    for name in ("negbio_u0", "chexpert_u1", "single+text", "ltv+text"):  # every column is there, uncut
+        assert re.search(rf"┃ +{re.escape(name)} ┃", result.output)
+    assert re.search(r"^│ Average +│(?: +(?:\d\.\d{3}|n/a) │){4}$", result.output, re.M)  # the label sets
+
+
+def test_demo_summary_shows_the_vote_of_each_ltv_run(demo_run):
+    _, result = demo_run
+    assert "learning-to-vote: mean vote weight of each label set at the best epoch" in result.output
+    assert re.search(r"^│ ltv +│ +1 │(?: +\d\.\d\d │){4}$", result.output, re.M)
+    assert "ltv+text: the vote neither collapsed onto one label set nor stayed uniform" in result.output
+
+
+@pytest.mark.parametrize("thresholds, said", [
+    ({"COLLAPSE_WEIGHT": 0.0}, r"ltv: the vote collapsed onto (negbio|chexpert)_u[01] in epoch.*\n(.*\n)*"
+                               r"  collapsed = one label set's mean weight above 0.9: training follows it alone"),
+    ({"COLLAPSE_WEIGHT": 1.0, "UNIFORM_ENTROPY": 0.0, "UNIFORM_SPREAD": 1.0},
+     r"ltv: the vote stayed uniform in epochs 1-2 of 2\n"
+     r"  uniform = every label set weighed alike: the vote is a majority vote"),
+], ids=["collapsed", "uniform"])
+def test_demo_summary_says_when_the_vote_degenerated(tmp_path, cli, monkeypatch, thresholds, said):
+    for name, value in thresholds.items():  # make ltv train flag every epoch; --jobs 1 trains in this process
+        monkeypatch.setattr(f"ltvcli.train.loop.{name}", value)
+    result = cli("demo", "--out", tmp_path / "run", "--size", "32", "--subjects", "16", "--epochs", "2",
+                 "--methods", "ltv", "--no-text", "--jobs", "1")
+    summary = result.output[result.output.index("learning-to-vote: mean vote weight"):]
+    assert re.search(said, summary), summary
+
+
+def test_jobs_must_be_at_least_one(tmp_path, cli):
+    result = cli("demo", "--out", tmp_path / "run", *QUICK, "--jobs", "0", ok=False)
+    assert result.exit_code == 2 and result.output.strip() == "error: --jobs 0: expected at least 1 training at a time"

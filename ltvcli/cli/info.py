@@ -45,8 +45,10 @@ def print_summary(summary: dict, split: str = "train") -> None:
 
 
 def _print_overview(summary: dict) -> None:
-    table = Table(title=f"{summary['path']}: {summary['n_images']} images, {summary['task']}, "
-                        f"{summary['image_size']}px x {summary['channels']} channel(s)")
+    # The heading is a line of its own: as the title of this narrow table it would wrap into a column.
+    stdout.print(f"{summary['path']}: {summary['n_images']} images, {summary['task']}, "
+                 f"{summary['image_size']}px x {summary['channels']} channel(s)", highlight=False)
+    table = Table()
     table.add_column("split")
     table.add_column("images", justify="right")
     for split, count in summary["splits"].items():
@@ -77,8 +79,8 @@ def _print_labellers(summary: dict, split: str) -> None:
     table = Table(title=f"raw labeller output, {split} split (the paper's Table 1): positive, uncertain, u/p")
     table.add_column("finding")
     for labeller in summary["labellers"]:
-        for part in ("p", "u", "u/p"):
-            table.add_column(f"{labeller} {part}", justify="right")
+        for part in ("p", "u", "u/p"):  # labeller over part, two lines: the table fits 80 columns
+            table.add_column(f"{labeller}\n{part}", justify="right")
     for cls in summary["classes"]:
         row = [short_name(cls)]
         for per_split in summary["labellers"].values():
