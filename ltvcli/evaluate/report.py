@@ -130,18 +130,27 @@ def score_tables(result: EvaluationResult, console: Console) -> list[Table]:
     whole = _score_table(result, cells, title)
     if _natural_width(console, whole) <= console.width:
         return [whole]
+
+    def fits(names: list[str]) -> bool:
+        return _natural_width(console, _score_table(result, cells[names], "")) <= console.width
+
     kinds = {c.name: c.kind for c in result.data.columns}
     tables = []
     for kind, label in (("labeller", "label sets"), ("model", "models")):
-        names = [name for name in cells.columns if kinds[name] == kind]
-        while names:
-            part = names[:1]
-            while len(part) < len(names) and _natural_width(
-                    console, _score_table(result, cells[names[:len(part) + 1]], "")) <= console.width:
-                part = names[:len(part) + 1]
+        for part in _runs_that_fit([name for name in cells.columns if kinds[name] == kind], fits):
             tables.append(_score_table(result, cells[part], f"{title}; {label}" if not tables else label))
-            names = names[len(part):]
     return tables
+
+
+def _runs_that_fit(names: list[str], fits) -> list[list[str]]:
+    """``names`` cut into consecutive runs, each as long as ``fits(run)`` allows (at least one name)."""
+    runs: list[list[str]] = []
+    for name in names:
+        if runs and fits(runs[-1] + [name]):
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+    return runs
 
 
 def _natural_width(console: Console, table: Table) -> int:
