@@ -12,7 +12,7 @@ from conftest import Cli
 
 from ltvcli.dataset import Dataset
 
-QUICK = ("--size", "32", "--subjects", "16", "--epochs", "1")
+QUICK = ("--size", "32", "--subjects", "16", "--epochs", "1", "--jobs", "1")  # one job: in this process, no start-up
 TABLE_LINE = re.compile(r"^[┏┃┡│├└]")  # rich's table borders
 
 
@@ -22,7 +22,7 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COLUMNS", "80")
-        return out, Cli()("demo", "--out", out, *QUICK, "--jobs", "2")
+        return out, Cli()("demo", "--out", out, *QUICK, "--jobs", "2")  # the last --jobs counts
 
 
 def test_demo_builds_a_frontal_dataset_with_four_label_sets_and_test_ground_truth(demo_run):
@@ -128,6 +128,25 @@ def test_demo_announces_each_training_by_name(demo_run):
         assert "epoch 1: loss" in log and "━" not in log  # the run's own lines, no progress bar
 
 
+def test_each_run_is_the_ltv_train_command_written_atop_its_log(demo_run):
+    out, _ = demo_run
+    first = (out / "runs" / "single+text" / "train.log").read_text().splitlines()[0]
+    assert first == (f"ltv train {out / 'dataset'} --out {out / 'runs' / 'single+text'} --method single --epochs 1 "
+                     "--arch tiny --lr 0.001 --seed 0 --workers 0 --text --label-set negbio_u1")
+
+
+def test_one_job_in_this_process_trains_the_same_runs_as_two_side_by_side(demo_run, tmp_path, cli):
+    out, _ = demo_run
+    here = tmp_path / "run"
+    cli("demo", "--out", here, *QUICK)
+    for name in ("single", "single+text", "mv", "cm", "ltv", "ltv+text"):
+        configs = [json.loads((root / "runs" / name / "config.json").read_text()) for root in (out, here)]
+        assert configs[0]["options"] == configs[1]["options"] | {"dataset": configs[0]["options"]["dataset"],
+                                                                 "out": configs[0]["options"]["out"]}
+        metrics = [pd.read_csv(root / "runs" / name / "metrics.csv") for root in (out, here)]
+        pd.testing.assert_frame_equal(*(m.drop(columns=["img_per_s"]) for m in metrics))  # one thread: same numbers
+
+
 def test_demo_tables_fit_80_columns_without_cut_cells(demo_run):
     _, result = demo_run
     tables = [line for line in result.output.splitlines() if TABLE_LINE.match(line)]
@@ -164,3 +183,12 @@ def test_demo_summary_says_when_the_vote_degenerated(tmp_path, cli, monkeypatch,
 def test_jobs_must_be_at_least_one(tmp_path, cli):
     result = cli("demo", "--out", tmp_path / "run", *QUICK, "--jobs", "0", ok=False)
     assert result.exit_code == 2 and result.output.strip() == "error: --jobs 0: expected at least 1 training at a time"
+
+
+def test_a_training_that_fails_stops_the_demo_with_its_own_error_line(tmp_path, cli):
+    result = cli("demo", "--out", tmp_path / "run", *QUICK, "--jobs", "2", "--methods", "mv,cm", "--no-text",
+                 "--lr", "0", ok=False)
+    assert result.exit_code == 2
+    error = result.output.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: training (mv|cm) failed: --lr 0\.0: expected a positive number \(see .*train\.log\)",
+                        error), error

@@ -30,19 +30,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from ltvcli import atomic
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, summarize
-from ltvcli.demo.runs import (BASELINE_SET, DEMO_METHODS, TEXT_SUFFIX, VoteSummary, default_jobs, planned_runs,
+from ltvcli.demo.runs import (DEMO_METHODS, TEXT_SUFFIX, VoteSummary, default_jobs, planned_runs, run_outcome,
                               single_threaded, train_side_by_side, vote_summary)
 from ltvcli.demo.synth import (DEFAULT_SUBJECTS, SOURCE_SIZE, DemoFiles, check_example_options, existing_example,
                                generate_mimic_example)
 from ltvcli.errors import LtvError, OptionError
-
-if TYPE_CHECKING:  # torch comes with it
-    from ltvcli.train.loop import TrainResult
 
 MARKER = "ltv-demo.json"
 
@@ -136,40 +133,29 @@ def train_runs(result: DemoResult) -> str:
     The learning-to-vote runs start first (they take several times longer),
     so that the short ones fill the other cores around them.
     """
-    from ltvcli.train.config import TrainConfig
-
     o = result.options
     plans = planned_runs(o.methods, o.text)
     if not plans:
         return "skipped (no --methods)"
-    configs = {}
+    runs = {}
     for plan in sorted(plans, key=lambda plan: plan.method != "ltv"):
         run = result.out / "runs" / plan.name
         shutil.rmtree(run, ignore_errors=True)  # the demo owns OUT/runs: a re-run trains afresh
-        configs[plan.name] = TrainConfig(dataset=str(result.dataset_dir), out=str(run), method=plan.method,
-                                         epochs=o.epochs, arch=o.arch, lr=o.lr, seed=o.seed, workers=0,
-                                         text=plan.text, label_set=BASELINE_SET if plan.method == "single" else None)
+        runs[plan.name] = (str(result.dataset_dir), run,
+                           plan.train_options(epochs=o.epochs, arch=o.arch, lr=o.lr, seed=o.seed))
     jobs = default_jobs() if o.jobs is None else o.jobs
     described = {plan.name: plan.describe() for plan in plans}
     log(f"      {len(plans)} runs, {min(jobs, len(plans))} at a time; each run's messages go to its train.log")
-    outcomes = train_side_by_side(configs, jobs, started=lambda name: log(f"      training {described[name]}"),
-                                  finished=lambda name, outcome: log(f"      {_trained(name, outcome)}"))
+    train_side_by_side(runs, jobs, started=lambda name: log(f"      training {described[name]}"),
+                       finished=lambda name: log(f"      trained {name}: best validation "
+                                                 f"{run_outcome(runs[name][1])}"))
     for plan in plans:
-        result.runs[plan.name] = Path(configs[plan.name].out)
+        result.runs[plan.name] = runs[plan.name][1]
         if plan.method == "ltv":
             result.votes.append(vote_summary(result.runs[plan.name], result.dataset.label_set_names))
-    best = ", ".join(f"{plan.name} {_score(outcomes[plan.name])}" for plan in plans)
-    return f"best validation {outcomes[plans[0].name].metric}: {best}"
-
-
-def _trained(name: str, outcome: TrainResult) -> str:
-    """``trained ltv: best validation auc 0.665 at epoch 10`` for a finished run."""
-    return f"trained {name}: best validation {outcome.metric} {_score(outcome)}" + (
-        f" at epoch {outcome.best_epoch}" if outcome.best_metric is not None else "")
-
-
-def _score(outcome: TrainResult) -> str:
-    return "n/a" if outcome.best_metric is None else f"{outcome.best_metric:.3f}"
+    outcomes = {name: run_outcome(run) for name, run in result.runs.items()}
+    metric = next(iter(outcomes.values())).metric
+    return f"best validation {metric}: " + ", ".join(f"{name} {o.score}" for name, o in outcomes.items())
 
 
 def export(result: DemoResult) -> str:

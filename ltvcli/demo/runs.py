@@ -4,31 +4,30 @@ A small CNN on a few hundred 64 px images is too small a job for several
 threads: PyTorch's, OpenMP's and BLAS's threads mostly wait on each other,
 and on a busy machine they spin (on the shared 2-core development machine a
 run with two threads took five times the CPU time of a run with one, and the
-demo's report SVD took twenty times as long). So the demo works :func:`single_threaded`
-and instead runs as many trainings at once as there are CPU cores, in worker
-processes started with ``spawn`` (a forked child of a process whose OpenMP
-threads are running can hang). Each run's own messages (its epoch lines,
-warnings) go to ``RUN/train.log``; the terminal gets one line when a run
-starts and one when it ends, and the vote's story (:class:`VoteSummary`)
-comes with the results.
+demo's report SVD took twenty times as long). So the demo works
+:func:`single_threaded` and instead runs as many trainings at once as there
+are CPU cores: each one is the ``ltv train`` command a user would type, run
+as a child process on one thread, its output (epoch lines, warnings) written
+to ``RUN/train.log``. The terminal gets one line when a run starts and one
+when it ends, and the vote's story (:class:`VoteSummary`) comes with the
+results. With one job the runs train one after the other in this process,
+through the same options.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import signal
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+import ltvcli
 from ltvcli.console import console_to
-
-if TYPE_CHECKING:  # torch comes with them; the workers import them, `ltv --help` must not
-    from ltvcli.train.config import TrainConfig
-    from ltvcli.train.loop import TrainResult
+from ltvcli.errors import LtvError
 
 #: What the demo trains: the paper's R50 baseline on one label set (NegBio, uncertain -> 1), the
 #: majority vote, the confusion-matrix method and learning-to-vote. "single" trains on BASELINE_SET.
@@ -41,6 +40,8 @@ TEXT_SUFFIX = "+text"
 #: What each method trains on, for the line that announces its run.
 WHAT = {"single": f"one label set ({BASELINE_SET})", "mv": "the majority vote of the label sets",
         "cm": "the label sets through learned confusion matrices", "ltv": "learning to vote over the label sets"}
+#: One thread in a training child process, for every library that reads these at start-up.
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ class PlannedRun:
     def describe(self) -> str:
         """``ltv+text: learning to vote over the label sets, with the report text``."""
         return f"{self.name}: {WHAT.get(self.method, self.method)}" + (", with the report text" if self.text else "")
+
+    def train_options(self, *, epochs: int, arch: str, lr: float, seed: int) -> dict:
+        """This run's ``ltv train`` options by Python parameter name (``TrainConfig``'s, and the flags' names)."""
+        options = dict(method=self.method, epochs=epochs, arch=arch, lr=lr, seed=seed, workers=0, text=self.text)
+        if self.method == "single":
+            options["label_set"] = BASELINE_SET
+        return options
 
 
 def planned_runs(methods: Sequence[str], text: bool) -> list[PlannedRun]:
@@ -86,66 +94,114 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def train_side_by_side(configs: dict[str, TrainConfig], jobs: int, started: Callable[[str], None],
-                       finished: Callable[[str, TrainResult], None]) -> dict[str, TrainResult]:
-    """Train every ``TrainConfig`` of ``configs`` (name -> config), ``jobs`` at a time, each on one thread.
+def train_side_by_side(runs: dict[str, tuple[str, Path, dict]], jobs: int, started: Callable[[str], None],
+                       finished: Callable[[str], None]) -> None:
+    """Train every run (name -> (dataset, run folder, options)), ``jobs`` at a time, each on one thread.
 
     Runs start in the order given (put the long ones first); ``started`` and
-    ``finished`` are called in this process as each run starts and ends.
-    Returns name -> ``TrainResult``. A failing run (an ``LtvError`` in its
-    worker) is raised here; on any exception or Ctrl-C the workers are
-    stopped at once, not left to finish their runs. With one job (or run) the runs
-    train one after the other in this process (no worker to start).
+    ``finished`` are called as each run starts and ends. A run that fails
+    stops the others and raises :class:`LtvError` with its error line; Ctrl-C
+    stops them too.
     """
-    results = {}
-    if jobs == 1 or len(configs) <= 1:
-        for name, config in configs.items():
+    if jobs == 1 or len(runs) <= 1:
+        for name, (dataset, run, options) in runs.items():
             started(name)
-            results[name] = _train_logged(config)
-            finished(name, results[name])
-        return results
-    waiting = list(configs.items())
-    done: queue.SimpleQueue = queue.SimpleQueue()
-    with get_context("spawn").Pool(min(jobs, len(waiting)), initializer=_worker_setup) as pool:
-        running = 0
+            _train_here(dataset, run, options)
+            finished(name)
+        return
+    waiting, running = list(runs.items()), {}
+    try:
         while waiting or running:
-            while waiting and running < jobs:
-                name, config = waiting.pop(0)
+            while waiting and len(running) < jobs:
+                name, (dataset, run, options) = waiting.pop(0)
                 started(name)
-                pool.apply_async(_train_logged, (config,), callback=lambda r, n=name: done.put((n, r, None)),
-                                 error_callback=lambda e, n=name: done.put((n, None, e)))
-                running += 1
-            name, result, error = _next(done)
-            running -= 1
-            if error is not None:
-                raise error
-            results[name] = result
-            finished(name, result)
-    return results
+                running[name] = _start_training(dataset, run, options)
+            done = [name for name, process in running.items() if process.poll() is not None]
+            if not done:
+                time.sleep(0.2)
+            for name in done:
+                _check_exit(name, running.pop(name), runs[name][1])
+                finished(name)
+    finally:
+        for process in running.values():  # a failure or Ctrl-C: stop the others, do not leave them running
+            process.terminate()
+            process.wait()
 
 
-def _next(done: queue.SimpleQueue) -> tuple:
-    """The next finished run; waits in short slices so that Ctrl-C reaches this process at once."""
-    while True:
-        try:
-            return done.get(timeout=0.5)
-        except queue.Empty:
-            continue
-
-
-def _worker_setup() -> None:
-    """A training worker leaves Ctrl-C to the parent, which stops the workers (no traceback from each)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _train_logged(config: TrainConfig) -> TrainResult:
-    """``ltv train`` with ``config`` on one thread, its messages written to RUN/train.log; returns the TrainResult."""
+def _train_here(dataset: str, run: Path, options: dict) -> None:
+    """``ltv train`` in this process, on one thread, its messages written to RUN/train.log."""
+    from ltvcli.train.config import TrainConfig
     from ltvcli.train.loop import train
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "train.log", "w", encoding="utf-8") as handle, console_to(handle), single_threaded():
-        return train(config)
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "train.log", "w", encoding="utf-8") as log, console_to(log), single_threaded():
+        train(TrainConfig(dataset=dataset, out=str(run), **options))
+
+
+def train_command(dataset: str, run: Path, options: dict) -> list[str]:
+    """``ltv train DATASET --out RUN --method ltv ...`` for ``options`` (flags named after the parameters)."""
+    flags = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not False:
+            flags += [flag, str(value)]
+    return ["ltv", "train", dataset, "--out", str(run), *flags]
+
+
+def _start_training(dataset: str, run: Path, options: dict) -> subprocess.Popen:
+    """``ltv train`` as a child process on one thread, with this process's ltv, its output in RUN/train.log."""
+    run.mkdir(parents=True, exist_ok=True)
+    command = train_command(dataset, run, options)
+    package_root = str(Path(ltvcli.__file__).resolve().parents[1])
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, (package_root,
+                                                                                  os.environ.get("PYTHONPATH"))))}
+    with open(run / "train.log", "w", encoding="utf-8") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        return subprocess.Popen([sys.executable, "-m", "ltvcli", *command[1:]], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env)
+
+
+def _check_exit(name: str, process: subprocess.Popen, run: Path) -> None:
+    """Raise the run's own error line (``error: ...``) if its ``ltv train`` failed."""
+    if process.returncode == 0:
+        return
+    lines = (run / "train.log").read_text(encoding="utf-8").splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    said = errors[-1][len("error: "):] if errors else f"ltv train exited with status {process.returncode}"
+    raise LtvError(f"training {name} failed: {said} (see {run / 'train.log'})")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run's best validation score, from its run folder."""
+
+    metric: str  # auc or accuracy
+    best: float | None
+    best_epoch: int | None
+
+    @property
+    def score(self) -> str:
+        """``0.665``, or ``n/a`` where no epoch could be scored."""
+        return "n/a" if self.best is None else f"{self.best:.3f}"
+
+    def __str__(self) -> str:
+        """``auc 0.665 at epoch 10``."""
+        return f"{self.metric} {self.score}" + ("" if self.best is None else f" at epoch {self.best_epoch}")
+
+
+def run_outcome(run: Path) -> RunOutcome:
+    """Read the best validation score of the run in ``run`` (config.json and metrics.jsonl)."""
+    from ltvcli.train.run import RunFolder
+
+    folder = RunFolder(run)
+    metric = folder.read_config()["validation"]["metric"]
+    best = [record for record in folder.read_metrics() if record["best"]]
+    if not best or best[-1].get(f"val_{metric}") is None:
+        return RunOutcome(metric, None, None)
+    return RunOutcome(metric, best[-1][f"val_{metric}"], best[-1]["epoch"])
 
 
 @dataclass
