@@ -130,13 +130,13 @@ def test_demo_announces_each_training_by_name(parallel_run):
     assert announced == ["ltv", "ltv+text", "mv"]  # the long runs first
     for name in announced:
         assert re.search(rf"^ +trained {re.escape(name)}: best validation auc ", result.output, re.M)
-        log = (parallel_run[0] / "runs" / name / "train.log").read_text()
+        log = (parallel_run[0] / "runs" / f"{name}.log").read_text()
         assert "epoch 1: loss" in log and "━" not in log  # the run's own lines, no progress bar
 
 
 def test_each_run_is_the_ltv_train_command_written_atop_its_log(parallel_run):
     out, _ = parallel_run
-    first = (out / "runs" / "ltv+text" / "train.log").read_text().splitlines()[0]
+    first = (out / "runs" / "ltv+text.log").read_text().splitlines()[0]
     assert first == (f"ltv train {out / 'dataset'} --out {out / 'runs' / 'ltv+text'} --method ltv --epochs 1 "
                      "--arch tiny --lr 0.001 --seed 0 --workers 0 --text")
 
@@ -194,5 +194,5 @@ def test_a_training_that_fails_stops_the_demo_with_its_own_error_line(tmp_path, 
                  "--lr", "0", ok=False)
     assert result.exit_code == 2
     error = result.output.strip().splitlines()[-1]
-    assert re.fullmatch(r"error: training (mv|cm) failed: --lr 0\.0: expected a positive number \(see .*train\.log\)",
+    assert re.fullmatch(r"error: training (mv|cm) failed: --lr 0\.0: expected a positive number \(see .*(mv|cm)\.log\)",
                         error), error

@@ -13,8 +13,8 @@ Output folder layout::
     OUT/source/         the generated MIMIC-layout example (ltvcli.demo.synth)
     OUT/dataset/        the ingested ltv dataset (with report embeddings, unless --no-text)
     OUT/report-embeddings.npz  the reports' TF-IDF + SVD vectors, a stand-in for BioBERT (ltvcli.demo.embeddings)
-    OUT/runs/<method>/  one training run per method (ltv train), and <method>+text for TEXT_METHODS;
-                        each holds train.log, the run's own messages
+    OUT/runs/<method>/  one training run per method (ltv train), and <method>+text for TEXT_METHODS
+    OUT/runs/<method>.log  that run's own messages (its command, epoch lines, warnings)
     OUT/ltv-labels.csv  learning-to-vote's refined labels and vote weights (ltv export-labels)
     OUT/evaluation/     AUCs of every run and label set on the hand-labelled test split (ltv evaluate)
 
@@ -140,12 +140,13 @@ def train_runs(result: DemoResult) -> str:
     runs = {}
     for plan in sorted(plans, key=lambda plan: plan.method != "ltv"):
         run = result.out / "runs" / plan.name
-        shutil.rmtree(run, ignore_errors=True)  # the demo owns OUT/runs: a re-run trains afresh
+        shutil.rmtree(run, ignore_errors=True)  # the demo owns OUT/runs: a re-run trains afresh (and rewrites its log)
         runs[plan.name] = (str(result.dataset_dir), run,
                            plan.train_options(epochs=o.epochs, arch=o.arch, lr=o.lr, seed=o.seed))
     jobs = default_jobs() if o.jobs is None else o.jobs
     described = {plan.name: plan.describe() for plan in plans}
-    log(f"      {len(plans)} runs, {min(jobs, len(plans))} at a time; each run's messages go to its train.log")
+    log(f"      {len(plans)} runs, {min(jobs, len(plans))} at a time; each run's messages go to "
+        f"{result.out / 'runs'}/NAME.log")
     train_side_by_side(runs, jobs, started=lambda name: log(f"      training {described[name]}"),
                        finished=lambda name: log(f"      trained {name}: best validation "
                                                  f"{run_outcome(runs[name][1])}"))

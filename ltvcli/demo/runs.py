@@ -8,7 +8,8 @@ demo's report SVD took twenty times as long). So the demo works
 :func:`single_threaded` and instead runs as many trainings at once as there
 are CPU cores: each one is the ``ltv train`` command a user would type, run
 as a child process on one thread, its output (epoch lines, warnings) written
-to ``RUN/train.log``. The terminal gets one line when a run starts and one
+to ``RUN.log`` beside the run folder (``ltv train`` refuses a non-empty
+folder that is not a run, so not inside it). The terminal gets one line when a run starts and one
 when it ends, and the vote's story (:class:`VoteSummary`) comes with the
 results. With one job the runs train one after the other in this process,
 through the same options.
@@ -128,13 +129,18 @@ def train_side_by_side(runs: dict[str, tuple[str, Path, dict]], jobs: int, start
             process.wait()
 
 
+def log_path(run: Path) -> Path:
+    """Where a run's messages go: ``OUT/runs/ltv.log`` beside ``OUT/runs/ltv/``."""
+    return run.parent / f"{run.name}.log"
+
+
 def _train_here(dataset: str, run: Path, options: dict) -> None:
-    """``ltv train`` in this process, on one thread, its messages written to RUN/train.log."""
+    """``ltv train`` in this process, on one thread, its messages written to RUN.log."""
     from ltvcli.train.config import TrainConfig
     from ltvcli.train.loop import train
 
-    run.mkdir(parents=True, exist_ok=True)
-    with open(run / "train.log", "w", encoding="utf-8") as log, console_to(log), single_threaded():
+    run.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path(run), "w", encoding="utf-8") as log, console_to(log), single_threaded():
         train(TrainConfig(dataset=dataset, out=str(run), **options))
 
 
@@ -151,13 +157,13 @@ def train_command(dataset: str, run: Path, options: dict) -> list[str]:
 
 
 def _start_training(dataset: str, run: Path, options: dict) -> subprocess.Popen:
-    """``ltv train`` as a child process on one thread, with this process's ltv, its output in RUN/train.log."""
-    run.mkdir(parents=True, exist_ok=True)
+    """``ltv train`` as a child process on one thread, with this process's ltv, its output in RUN.log."""
+    run.parent.mkdir(parents=True, exist_ok=True)
     command = train_command(dataset, run, options)
     package_root = str(Path(ltvcli.__file__).resolve().parents[1])
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, (package_root,
                                                                                   os.environ.get("PYTHONPATH"))))}
-    with open(run / "train.log", "w", encoding="utf-8") as log:
+    with open(log_path(run), "w", encoding="utf-8") as log:
         log.write(" ".join(command) + "\n")
         log.flush()
         return subprocess.Popen([sys.executable, "-m", "ltvcli", *command[1:]], stdout=log, stderr=subprocess.STDOUT,
@@ -168,10 +174,10 @@ def _check_exit(name: str, process: subprocess.Popen, run: Path) -> None:
     """Raise the run's own error line (``error: ...``) if its ``ltv train`` failed."""
     if process.returncode == 0:
         return
-    lines = (run / "train.log").read_text(encoding="utf-8").splitlines()
+    lines = log_path(run).read_text(encoding="utf-8").splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
     said = errors[-1][len("error: "):] if errors else f"ltv train exited with status {process.returncode}"
-    raise LtvError(f"training {name} failed: {said} (see {run / 'train.log'})")
+    raise LtvError(f"training {name} failed: {said} (see {log_path(run)})")
 
 
 @dataclass(frozen=True)
