@@ -5,8 +5,10 @@ sentencizer (sentence ends and line breaks), medspaCy's TargetMatcher for the
 mention phrases and medspaCy's ConText (its own rules plus ltv's radiology
 rules) for negated / uncertain / historical / hypothetical / family mentions.
 
-A mention's state: negated -> negative; uncertain, hypothetical or a hedged
-phrase ("blunting") -> uncertain; family -> ignored; otherwise positive
+A mention's state: negated -> negative; uncertain or a hedged phrase
+("blunting") -> uncertain; hypothetical ("if there is concern for
+fracture, ...") or family -> ignored; otherwise positive; when a negation
+and a hedge both reach a mention, the nearer one decides
 (historical mentions count: an old fracture is still on the film). A
 finding's state over its mentions: positive if any mention is positive, else
 uncertain if any is, else negative if any is, else not mentioned -- the
@@ -32,7 +34,7 @@ ABNORMAL = "_abnormal"  # target category of the rules' other abnormalities
 SEPARATOR = "|"  # between the findings of a target that names several
 _CATEGORY = {"negated": "NEGATED_EXISTENCE", "uncertain": "POSSIBLE_EXISTENCE", "historical": "HISTORICAL",
              "hypothetical": "HYPOTHETICAL", "family": "FAMILY", "pseudo": "PSEUDO", "terminate": "TERMINATE"}
-_ASSERTIONS = {"NEGATED_EXISTENCE": RAW_NEGATIVE, "POSSIBLE_EXISTENCE": RAW_UNCERTAIN, "HYPOTHETICAL": RAW_UNCERTAIN}
+_ASSERTIONS = {"NEGATED_EXISTENCE": RAW_NEGATIVE, "POSSIBLE_EXISTENCE": RAW_UNCERTAIN, "HYPOTHETICAL": None}
 _RANK = {RAW_BLANK: 0, RAW_NEGATIVE: 1, RAW_UNCERTAIN: 2, RAW_POSITIVE: 3}  # which mention state wins
 
 
@@ -124,7 +126,7 @@ class ReportLabeller:
 
 
 def mention_state(span) -> int | None:
-    """One mention's raw code from its ConText modifiers (None: a family member's, ignored).
+    """One mention's raw code from its ConText modifiers (None: ignored, a family member's or hypothetical).
 
     When both a negation and a hedge reach a mention, the one nearer to it
     decides ("probable cardiomegaly, without evidence of failure": failure
@@ -141,5 +143,5 @@ def mention_state(span) -> int | None:
         if distance is None or gap < distance:
             nearest, distance = modifier.category, gap
     if nearest is not None:
-        return _ASSERTIONS[nearest]
+        return _ASSERTIONS[nearest]  # a hypothetical mention ("if there is concern for fracture") says nothing
     return RAW_UNCERTAIN if (span._.target_rule.metadata or {}).get("hedged") else RAW_POSITIVE
