@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -85,28 +86,48 @@ def main() -> None:
     rows = []
 
     labeller.label(texts[:50])  # warm-up
-    start = time.perf_counter()
-    reference = labeller.label(texts, batch_size=args.batch_size)
-    rows.append(("nlp.pipe", 1, time.perf_counter() - start))
-
+    with timed(rows, "nlp.pipe", 1):
+        reference = labeller.label(texts, batch_size=args.batch_size)
     if args.processes > 1:
-        start = time.perf_counter()
-        piped = labeller.label(texts, batch_size=args.batch_size, n_process=args.processes)
-        rows.append(("nlp.pipe n_process", args.processes, time.perf_counter() - start))
+        with timed(rows, "nlp.pipe n_process", args.processes):
+            piped = labeller.label(texts, batch_size=args.batch_size, n_process=args.processes)
         assert (piped == reference).all()
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp, timed(rows, "ltv workers", args.processes):
             pooled = label_module._label_distinct(texts, rules, classes, Path(tmp) / "out", args.processes,
                                                   args.batch_size)
-            rows.append(("ltv workers", args.processes, time.perf_counter() - start))
         assert (pooled == reference).all()
 
     base = len(texts) / rows[0][2]
-    print("| mode | processes | seconds | reports/s | reports/s per process | vs one process |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for mode, processes, seconds in rows:
+    print("| mode | processes | wall s | reports/s | vs one process | CPU s | reports per CPU-second |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for mode, processes, seconds, cpu in rows:
         rate = len(texts) / seconds
-        print(f"| {mode} | {processes} | {seconds:.2f} | {rate:.0f} | {rate / processes:.0f} | {rate / base:.2f}x |")
+        print(f"| {mode} | {processes} | {seconds:.2f} | {rate:.0f} | {rate / base:.2f}x | {cpu:.2f} | "
+              f"{len(texts) / cpu:.0f} |")
+    load = os.getloadavg()[0]
+    print(f"\nload average (1 min) at the end: {load:.1f} on {os.cpu_count()} CPUs. Reports per CPU-second "
+          "(this process and its finished children, user + system) is the rate per busy core, whatever else "
+          "runs; wall-clock rates and speed-ups hold only on an otherwise idle machine.")
+
+
+class timed:
+    """Append (mode, processes, wall seconds, CPU seconds of this process and its reaped children) to rows."""
+
+    def __init__(self, rows: list, mode: str, processes: int):
+        self.rows, self.mode, self.processes = rows, mode, processes
+
+    @staticmethod
+    def _cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.rows.append((self.mode, self.processes, time.perf_counter() - self.wall, self._cpu() - self.cpu))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ CheXpert labeller's aggregation. No Finding is positive when no other finding
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -44,6 +45,8 @@ def import_medspacy():
         from loguru import logger
     except ImportError:
         logger = None
+    # spaCy warns (W036) about a matcher without patterns: ltv's rules may leave medspaCy's token matcher empty.
+    warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
     if logger is not None:  # PyRuSH and medspaCy log every rule load at DEBUG through loguru
         for name in ("PyRuSH", "medspacy", "quickumls", "PyFastNER"):
             logger.disable(name)
@@ -69,6 +72,7 @@ class ReportLabeller:
 
     def __init__(self, rules: Rules, classes: list[str]):
         spacy, ConTextRule, TargetRule = import_medspacy()
+        from spacy.language import Language
         self.classes = list(classes)
         check_classes(rules, self.classes)
         nlp = spacy.blank("en")
@@ -77,6 +81,9 @@ class ReportLabeller:
         # names several findings ("hydropneumothorax") is one target whose label lists them.
         targets = nlp.add_pipe("medspacy_target_matcher", config={"result_type": "group", "prune": True})
         tokenize = lambda word: [t.lower_ for t in nlp.make_doc(word)]  # noqa: E731
+        # Plain phrases go to spaCy's PhraseMatcher (on lower-cased tokens), several times faster than
+        # token patterns; only phrases with a "*" gap need the token Matcher.
+        pattern = lambda phrase: phrase_pattern(phrase, tokenize) if "*" in phrase.split() else None  # noqa: E731
         wanted = set(self.classes)
         grouped: dict[tuple[str, bool], list[str]] = {}
         for m in rules.mentions:
@@ -85,15 +92,20 @@ class ReportLabeller:
         if NO_FINDING in wanted:
             for phrase in rules.abnormal:
                 grouped.setdefault((phrase, False), []).append(ABNORMAL)
-        targets.add([TargetRule(phrase, SEPARATOR.join(findings), pattern=phrase_pattern(phrase, tokenize),
+        targets.add([TargetRule(phrase, SEPARATOR.join(findings), pattern=pattern(phrase),
                                 metadata={"hedged": hedged})
                      for (phrase, hedged), findings in grouped.items()])
         context = nlp.add_pipe("medspacy_context", config={"rules": None, "input_span_type": "group"})
         dropped = set(rules.dropped)
         defaults = [r for r in ConTextRule.from_json(context.DEFAULT_RULES_FILEPATH) if r.literal.lower() not in dropped]
-        context.add(defaults + [ConTextRule(m.phrase, _CATEGORY[m.kind], pattern=phrase_pattern(m.phrase, tokenize),
+        context.add(defaults + [ConTextRule(m.phrase, _CATEGORY[m.kind], pattern=pattern(m.phrase),
                                             direction=m.direction.upper())
                                 for m in rules.modifiers])
+        # Last step: the codes, then the spans and ConText objects dropped, so a Doc carries only its codes back
+        # from spaCy's worker processes (nlp.pipe(n_process=...)); ConText's objects do not serialise.
+        self.codes_pipe = f"ltv_report_codes_{id(self)}"
+        Language.component(self.codes_pipe, func=self._annotate)
+        nlp.add_pipe(self.codes_pipe)
         self.nlp = nlp
         self.column = {name: j for j, name in enumerate(self.classes)}
         ignored = set(rules.no_finding_ignores)
@@ -102,8 +114,16 @@ class ReportLabeller:
 
     def label(self, texts: Iterable[str], batch_size: int = 256, n_process: int = 1) -> np.ndarray:
         """Raw codes (RAW_*) [len(texts), len(classes)] int8 of the given texts."""
-        rows = [self._codes(doc) for doc in self.nlp.pipe(texts, batch_size=batch_size, n_process=n_process)]
+        rows = [np.array(doc.user_data["ltv_codes"], dtype=np.int8)
+                for doc in self.nlp.pipe(texts, batch_size=batch_size, n_process=n_process)]
         return np.stack(rows) if rows else np.zeros((0, len(self.classes)), dtype=np.int8)
+
+    def _annotate(self, doc):
+        codes = self._codes(doc)
+        doc.spans.clear()
+        doc.user_data.clear()
+        doc.user_data["ltv_codes"] = codes.tolist()
+        return doc
 
     def _codes(self, doc) -> np.ndarray:
         codes = np.full(len(self.classes), RAW_BLANK, dtype=np.int8)
