@@ -1,13 +1,16 @@
 """Score ltv's report labeller against per-report ground truth: sensitivity, specificity and F1 per finding.
 
     PYTHONPATH=. python benchmarks/score_reports.py --reports indiana_reports.csv --truth truth.csv
+    PYTHONPATH=. python benchmarks/score_reports.py --reports indiana_reports.csv --mesh
 
 ``--reports`` is OpenI's ``indiana_reports.csv`` (uid, findings, impression);
 each report's text is built as ``ltv ingest openi`` stores it
 ("FINDINGS: ...\\nIMPRESSION: ..."). ``--truth`` is a CSV with ``uid`` and
 one column per finding holding 1, 0 or blank (unknown), e.g. OpenI's MeSH
-coding mapped to the findings (docs/results.md says how the table there was
-made). Reports without text, and blank truth cells, are left out. The u0
+coding mapped to the findings. ``--mesh`` instead maps the reports' own
+``MeSH`` column (``Problems`` where it is empty) with ltv's OpenI MeSH table
+(:mod:`ltvcli.ingest.mesh`, from the ``sources`` work; ``--mesh-map`` for
+another table). Reports without text, and blank truth cells, are left out. The u0
 label set counts uncertain as negative, u1 as positive; "not mentioned" is
 negative in both. Only counts and rates are printed, never report text.
 """
@@ -35,16 +38,33 @@ def f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
+def mesh_truth(reports: pd.DataFrame, mesh_map: str | None) -> pd.DataFrame:
+    """Per-report truth from the MeSH column, as ``ltv ingest openi`` derives OpenI's ground truth."""
+    from ltvcli.ingest.mesh import MeshMap  # the OpenI MeSH mapping (issue 17)
+
+    table = MeshMap.read(mesh_map)
+    rows = {}
+    for uid, coded, bare in zip(reports["uid"], reports["MeSH"], reports.get("Problems", reports["MeSH"])):
+        text = coded.strip() or bare.strip()
+        values = table.truth(text.split(";")) if text else np.full(len(FINDINGS), -1)
+        rows[uid] = ["" if v == -1 else str(int(v)) for v in values]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(FINDINGS))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", required=True)
-    parser.add_argument("--truth", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--truth", help="CSV: uid + one column per finding (1, 0 or blank)")
+    source.add_argument("--mesh", action="store_true", help="truth from the reports' MeSH column")
+    parser.add_argument("--mesh-map", help="with --mesh: a MeSH mapping table (default: ltv's)")
     parser.add_argument("--rules", action="append", default=[], help="extra rules CSV (repeatable)")
     parser.add_argument("--min-positives", type=int, default=50, help="findings in the mean F1")
     args = parser.parse_args()
 
     reports = pd.read_csv(args.reports, dtype=str, keep_default_na=False)
-    truth = pd.read_csv(args.truth, dtype=str, keep_default_na=False).set_index("uid")
+    truth = mesh_truth(reports, args.mesh_map) if args.mesh else \
+        pd.read_csv(args.truth, dtype=str, keep_default_na=False).set_index("uid")
     texts = [report_text(f, i) for f, i in zip(reports["findings"], reports["impression"])]
     keep = np.array([bool(t) for t in texts]) & reports["uid"].isin(truth.index).to_numpy()
     uids = reports["uid"][keep].tolist()
