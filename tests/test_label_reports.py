@@ -39,6 +39,7 @@ CASES = [
     ("Pacemaker leads in the right ventricle. The lungs are clear.", [B, B, B, B, B, P, P]),
     ("The lungs are clear. Heart size is normal. No acute disease.", [B, B, B, B, B, B, P]),
     ("Atelectasis versus pneumonia at the right base; no effusion.", [U, B, N, U, B, B, B]),
+    ("Small right pleural effusion, with left basilar atelectasis versus pneumonia.", [U, B, P, U, B, B, B]),
     (None, [B, B, B, B, B, B, B]),
 ]
 

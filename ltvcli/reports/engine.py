@@ -99,7 +99,7 @@ class ReportLabeller:
         dropped = set(rules.dropped)
         defaults = [r for r in ConTextRule.from_json(context.DEFAULT_RULES_FILEPATH) if r.literal.lower() not in dropped]
         context.add(defaults + [ConTextRule(m.phrase, _CATEGORY[m.kind], pattern=pattern(m.phrase),
-                                            direction=m.direction.upper())
+                                            direction=m.direction.upper(), max_scope=m.max_scope)
                                 for m in rules.modifiers])
         # Last step: the codes, then the spans and ConText objects dropped, so a Doc carries only its codes back
         # from spaCy's worker processes (nlp.pipe(n_process=...)); ConText's objects do not serialise.

@@ -150,7 +150,9 @@ def _label_distinct(texts: list[str], rules: Rules, classes: list[str], out: Pat
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
     workers = min(workers, len(todo))
     with track(sum(len(part) for _, part in todo), "labelling reports") as advance:
-        if workers <= 1:
+        if not todo:
+            pass
+        elif workers <= 1:
             labeller = ReportLabeller(rules, classes)
             for i, part in todo:
                 atomic.write_npy(staging / f"chunk_{i:05d}.npy", labeller.label(part, batch_size=batch_size))

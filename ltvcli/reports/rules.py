@@ -9,7 +9,9 @@ another table of the same shape (``docs/label-reports.md`` documents it):
 * ``negated``, ``uncertain``, ``historical``, ``hypothetical``, ``family``:
   a ConText modifier phrase; ``option`` is its direction, ``forward``
   (default: it modifies the mentions after it in its sentence), ``backward``
-  or ``bidirectional``;
+  or ``bidirectional``, optionally with ``:N``, the number of words it reaches
+  ("versus" is ``bidirectional:3``: "opacity, atelectasis versus scarring"
+  hedges atelectasis, not the opacity);
 * ``pseudo``: a phrase that contains a modifier but is none ("no change");
 * ``terminate``: a phrase that ends a modifier's scope ("but", "however");
 * ``abnormal``: an abnormality outside the findings ("granuloma"); a
@@ -58,6 +60,7 @@ class Modifier:
     kind: str  # one of MODIFIER_KINDS, "pseudo" or "terminate"
     phrase: str
     direction: str = "forward"
+    max_scope: int | None = None  # words the modifier reaches (None: to the sentence end or a terminator)
 
 
 @dataclass
@@ -147,10 +150,13 @@ def _add_table(rules: Rules, path: Path) -> None:
         elif kind in ("pseudo", "terminate"):
             rules.modifiers.append(Modifier(kind, phrase, kind))
         else:
-            direction = option or "forward"
+            direction, _, scope = (option or "forward").partition(":")
             if direction not in DIRECTIONS:
-                raise LtvError(f"{where}: direction {option!r} is not one of {', '.join(DIRECTIONS)}")
-            rules.modifiers.append(Modifier(kind, phrase, direction))
+                raise LtvError(f"{where}: direction {option!r} is not one of {', '.join(DIRECTIONS)} "
+                               "(optionally with ':WORDS', e.g. bidirectional:3)")
+            if scope and not (scope.isdigit() and int(scope) > 0):
+                raise LtvError(f"{where}: option {option!r}: the scope after ':' is a number of words (1 or more)")
+            rules.modifiers.append(Modifier(kind, phrase, direction, int(scope) if scope else None))
 
 
 def phrase_pattern(phrase: str, tokenize) -> list[dict]:
