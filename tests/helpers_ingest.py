@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -110,6 +111,41 @@ def write_dicom(path: Path, pixels: np.ndarray, *, bits_stored: int | None = Non
             meta.TransferSyntaxUID = JPEGBaseline8Bit if syntax == "jpeg" else JPEG2000Lossless
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def encode_dicom(path: Path, syntax: str, **options) -> Path:
+    """Re-encode the uncompressed DICOM at ``path`` in place into the transfer syntax ``syntax`` (a UID).
+
+    pydicom's encoders do RLE (its own), JPEG-LS (pyjpegls) and JPEG 2000
+    (pylibjpeg-openjpeg), with ``options`` such as ``jls_error`` or
+    ``j2k_psnr``; JPEG Lossless (process 14), which pydicom cannot encode, is
+    transcoded by GDCM.
+    """
+    import pydicom
+    from pydicom import uid
+
+    if syntax in (uid.JPEGLossless, uid.JPEGLosslessSV1):
+        import gdcm
+
+        target = {uid.JPEGLossless: gdcm.TransferSyntax.JPEGLosslessProcess14,
+                  uid.JPEGLosslessSV1: gdcm.TransferSyntax.JPEGLosslessProcess14_1}[syntax]
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read(), path
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(target))
+        change.SetInput(reader.GetImage())
+        assert change.Change(), syntax
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write(), path
+    else:
+        ds = pydicom.dcmread(path)
+        ds.compress(syntax, **options)
+        ds.save_as(path, enforce_file_format=True)
     return path
 
 
@@ -256,23 +292,32 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 OPENI_REPORTS = {
-    # uid: (findings text, impression text, [(image id, view)])
-    "1": ("The heart is normal in size.", "Normal chest.", [("IM-0001-3001", "PA"), ("IM-0001-4001", "LATERAL")]),
-    "2": ("Small left pleural effusion.", "Effusion.", [("IM-0002-1001", "AP"), ("IM-0002-2001", "LL")]),
-    "3": ("Cardiomegaly.", "Enlarged heart.", [("IM-0003-1001", "PA")]),
+    # uid: (findings text, impression text, [(image id, view)], MeSH major codes)
+    "1": ("The heart is normal in size.", "Normal chest.", [("IM-0001-3001", "PA"), ("IM-0001-4001", "LATERAL")],
+          "normal"),
+    "2": ("Small left pleural effusion.", "Effusion.", [("IM-0002-1001", "AP"), ("IM-0002-2001", "LL")],
+          "Pleural Effusion/left/small;Cardiomegaly/borderline;Catheters, Indwelling/right"),
+    "3": ("Cardiomegaly.", "Enlarged heart.", [("IM-0003-1001", "PA")],
+          "Cardiomegaly/mild;Opacity/ribs/right;Calcified Granuloma/lung"),
 }
+#: with ``empty_report``: a report without text that the indexers did not code
+OPENI_EMPTY = {"4": ("", "", [("IM-0004-1001", "PA")], "No Indexing")}
 
 
-def write_openi_xml(root: Path) -> tuple[Path, Path, Path]:
-    """NLM layout: ecgen-radiology/<n>.xml and NLMCXR_png/<parentImage id>.png; also a view table CSV.
+def openi_reports(empty_report: bool) -> dict:
+    return {**OPENI_REPORTS, **(OPENI_EMPTY if empty_report else {})}
+
+
+def write_openi_xml(root: Path, *, empty_report: bool = False) -> tuple[Path, Path, Path]:
+    """NLM layout: ecgen-radiology/<n>.xml, NLMCXR_reports.tgz of it, NLMCXR_png/<parentImage id>.png, a view table.
 
     Returns (reports folder, images folder, view table). Image ``i`` in
-    OPENI_REPORTS order is ``pattern(i)``.
+    OPENI_REPORTS order is ``pattern(i)``. The tgz is ``root / "NLMCXR_reports.tgz"``.
     """
     xml_dir, png_dir = root / "ecgen-radiology", root / "NLMCXR_png"
     xml_dir.mkdir(parents=True, exist_ok=True)
     views, index = [], 0
-    for uid, (findings, impression, images) in OPENI_REPORTS.items():
+    for uid, (findings, impression, images, mesh) in openi_reports(empty_report).items():
         parents = []
         for k, (name, view) in enumerate(images):
             image_id = f"CXR{uid}_{k + 1}_{name}"
@@ -280,6 +325,7 @@ def write_openi_xml(root: Path) -> tuple[Path, Path, Path]:
             views.append({"ImageID": image_id, "ViewPosition": view})
             parents.append(f'<parentImage id="{image_id}"><figureId>F{k + 1}</figureId></parentImage>')
             index += 1
+        majors = "".join(f"<major>{term}</major>" for term in mesh.split(";"))
         (xml_dir / f"{uid}.xml").write_text(
             f'<?xml version="1.0" encoding="utf-8"?><eCitation><meta type="rr"/><uId id="CXR{uid}"/>'
             f'<MedlineCitation><Article><Abstract>'
@@ -287,24 +333,35 @@ def write_openi_xml(root: Path) -> tuple[Path, Path, Path]:
             f'<AbstractText Label="INDICATION">Cough.</AbstractText>'
             f'<AbstractText Label="FINDINGS">{findings}</AbstractText>'
             f'<AbstractText Label="IMPRESSION">{impression}</AbstractText>'
-            f'</Abstract></Article></MedlineCitation><MeSH><major>normal</major></MeSH>{"".join(parents)}'
-            f'</eCitation>', encoding="utf-8")
+            f'</Abstract></Article></MedlineCitation><MeSH>{majors}<automatic>lung</automatic></MeSH>'
+            f'{"".join(parents)}</eCitation>', encoding="utf-8")
+    with tarfile.open(root / "NLMCXR_reports.tgz", "w:gz") as archive:
+        archive.add(xml_dir, arcname="ecgen-radiology")
     view_table = write_csv(root / "views.csv", pd.DataFrame(views))
     return xml_dir, png_dir, view_table
 
 
-def write_openi_kaggle(root: Path) -> tuple[Path, Path, Path]:
+def write_dicom_metadata(path: Path, *, empty_report: bool = False) -> Path:
+    """A view table as torchxrayvision ships it (nlmcxr_dicom_metadata.csv.gz): ``imageid`` (XML ids), ``View Position``."""
+    rows = [{"imageid": f"CXR{uid}_{k + 1}_{name}", "Modality": "CR", "View Position": view,
+             "PatientOrientation": ""}
+            for uid, (_, _, images, _) in openi_reports(empty_report).items() for k, (name, view) in enumerate(images)]
+    return write_csv(path, pd.DataFrame(rows))
+
+
+def write_openi_kaggle(root: Path, *, empty_report: bool = False) -> tuple[Path, Path, Path]:
     """Kaggle layout: indiana_reports.csv, indiana_projections.csv, images/images_normalized/*.dcm.png."""
     image_dir = root / "images" / "images_normalized"
     reports, projections, index = [], [], 0
-    for uid, (findings, impression, images) in OPENI_REPORTS.items():
+    for uid, (findings, impression, images, mesh) in openi_reports(empty_report).items():
         for name, view in images:
             filename = f"{uid}_{name}.dcm.png"
             write_raster(image_dir / filename, pattern(index))
             projections.append({"uid": uid, "filename": filename,
                                 "projection": "Frontal" if view in ("PA", "AP") else "Lateral"})
             index += 1
-        reports.append({"uid": uid, "MeSH": "normal", "Problems": "normal", "image": "Xray Chest PA and Lateral",
+        problems = ";".join(entry.split("/")[0] for entry in mesh.split(";"))
+        reports.append({"uid": uid, "MeSH": mesh, "Problems": problems, "image": "Xray Chest PA and Lateral",
                         "indication": "Cough.", "comparison": "None.", "findings": findings,
                         "impression": impression})
     return (write_csv(root / "indiana_reports.csv", pd.DataFrame(reports)),
@@ -342,3 +399,125 @@ def write_cifar10(root: Path, *, per_batch: int = 10, seed: int = 0) -> dict[str
         out[part] = np.concatenate([d for d, _ in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         out[part + "_labels"] = np.concatenate([np.asarray(lab) for _, lab in batches])
     return out
+
+
+# ----------------------------------------------------------------------------- NIH ChestX-ray14 + Google
+
+
+NIH_ENTRY_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+                    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
+#: image -> (NIH Finding Labels, patient, view, official list)
+NIH_IMAGES = {
+    "00000001_000.png": ("Effusion|Infiltration|Mass|Nodule|Emphysema", "1", "PA", "train_val"),
+    "00000001_001.png": ("No Finding", "1", "AP", "train_val"),
+    "00000002_000.png": ("Pneumothorax", "2", "PA", "test"),
+    "00000003_000.png": ("Pleural_Thickening|Hernia", "3", "AP", "train_val"),
+    "00000003_001.png": ("Atelectasis", "3", "AP", "train_val"),
+    "00000004_000.png": ("No Finding", "4", "PA", "test"),
+    "00000005_000.png": ("Edema|Consolidation|Pneumonia", "5", "PA", "train_val"),
+    "00000006_000.png": ("Cardiomegaly", "6", "PA", "train_val"),
+    "00000007_000.png": ("Fibrosis", "7", "PA", "test"),
+}
+#: Google's four-findings reads: (image, reader, fracture, pneumothorax, airspace opacity, nodule/mass, set)
+NIH_READS = [
+    ("00000002_000.png", "111", "NO", "YES", "NO", "NO", "test"),
+    ("00000002_000.png", "222", "NO", "HEDGE", "NO", "NO", "test"),
+    ("00000002_000.png", "444", "NO", "YES", "YES", "NO", "test"),
+    ("00000003_000.png", "111", "YES", "NO", "YES", "HEDGE", "val"),
+    ("00000003_000.png", "333", "YES", "NO", "NO", "NO", "val"),
+    ("00000003_000.png", "444", "NO", "NO", "YES", "YES", "val"),
+    ("00000006_000.png", "222", "NO", "NO", "NO", "YES", "test"),
+    ("00000006_000.png", "333", "NO", "NO", "NO", "NO", "test"),
+    ("00000006_000.png", "333", "NO", "NO", "YES", "NO", "test"),  # read twice, opacity differs
+    ("00000006_000.png", "444", "NO", "NO", "NO", "YES", "test"),
+    ("00000007_000.png", "111", "NO", "NO", "YES", "NO", "test"),
+    ("00000007_000.png", "222", "NO", "NO", "YES", "NO", "test"),
+    ("00000007_000.png", "333", "NO", "YES", "YES", "NO", "test"),
+]
+#: adjudicated four findings: image -> (fracture, pneumothorax, airspace opacity, nodule or mass)
+NIH_ADJUDICATED = {"00000002_000.png": ("NO", "YES", "NO", "NO"), "00000003_000.png": ("YES", "NO", "YES", "NO"),
+                   "00000006_000.png": ("NO", "NO", "NO", "YES"), "00000007_000.png": ("NO", "NO", "YES", "NO")}
+NIH_ALL = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
+           "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural Thickening", "Hernia"]
+#: the all-findings set: image -> {reader: (abnormal 0/1, findings marked YES)}, and the reference
+NIH_ALL_READS = {"00000002_000.png": {"901": ("1", {"Pneumothorax"}), "902": ("1", {"Pneumothorax", "Mass"}),
+                                     "903": ("0", set())},
+                 "00000007_000.png": {"901": ("1", {"Fibrosis", "Nodule"}), "902": ("0", set()),
+                                      "903": ("1", {"Effusion"})}}
+NIH_ALL_TRUTH = {"00000002_000.png": ("YES", {"Pneumothorax", "Mass"}), "00000007_000.png": ("YES", {"Fibrosis"})}
+
+
+@dataclass
+class NihFiles:
+    data_entry: Path
+    train_val_list: Path
+    test_list: Path
+    readers: Path
+    test_labels: Path
+    validation_labels: Path
+    all_readers: Path
+    all_labels: Path
+    images: Path
+
+
+def _entry_row(image: str) -> list[str]:
+    labels, patient, view, _ = NIH_IMAGES[image]
+    return [image, labels, "0", patient, "58", "M", view, "2500", "2048", "0.168", "0.168"]
+
+
+def write_nih(root: Path, *, trailing_comma: bool = False) -> NihFiles:
+    """NIH ChestX-ray14 files and Google's expert labels in their distributed layouts, images in images_00X/images/.
+
+    ``trailing_comma`` writes Data_Entry_2017.csv as first released (each line ends in a comma); otherwise
+    the v2020 file. Image ``i`` of NIH_IMAGES is ``pattern(i)``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    end = "," if trailing_comma else ""
+    entry = root / ("Data_Entry_2017.csv" if trailing_comma else "Data_Entry_2017_v2020.csv")
+    entry.write_text("\n".join([NIH_ENTRY_HEADER + end] + [",".join(_entry_row(i)) + end for i in NIH_IMAGES]) + "\n")
+    lists = {name: root / f"{name}_list.txt" for name in ("train_val", "test")}
+    for name, path in lists.items():
+        path.write_text("".join(f"{i}\n" for i, row in NIH_IMAGES.items() if row[3] == name))
+    for k, image in enumerate(NIH_IMAGES):
+        write_raster(root / "images" / f"images_00{1 + k // 5}" / "images" / image, pattern(k))
+    four, every = root / "four_findings", root / "all_findings"
+    write_csv(four / "individual_readers.csv", pd.DataFrame(
+        [(NIH_IMAGES[r[0]][1], *r) for r in NIH_READS],
+        columns=["Patient ID", "Image ID", "Reader ID", "Fracture", "Pneumothorax", "Airspace opacity", "Nodule/mass",
+                 "Set ID"]))
+    header = NIH_ENTRY_HEADER.split(",") + ["Fracture", "Pneumothorax", "Airspace opacity", "Nodule or mass", "Set Id"]
+    for name, split in (("test_labels.csv", "test"), ("validation_labels.csv", "val")):
+        rows = [_entry_row(i) + list(labels) + [split] for i, labels in NIH_ADJUDICATED.items()
+                if (i == "00000003_000.png") == (split == "val")]
+        (four / name).write_text("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n")
+    reads = [{"Image ID": i, "Patient ID": NIH_IMAGES[i][1], "Reader ID": reader, "Abnormal": abnormal,
+              **{f: "YES" if f in found else "NO" for f in NIH_ALL}, "Other": "NO"}
+             for i, per_reader in NIH_ALL_READS.items() for reader, (abnormal, found) in per_reader.items()]
+    write_csv(every / "test_individual_readers.csv", pd.DataFrame(reads))
+    truth = [{"Image ID": i, "Patient ID": NIH_IMAGES[i][1], "Abnormal": abnormal,
+              **{f: "YES" if f in found else "NO" for f in NIH_ALL}, "Other": "NO"}
+             for i, (abnormal, found) in NIH_ALL_TRUTH.items()]
+    write_csv(every / "test_labels.csv", pd.DataFrame(truth))
+    return NihFiles(data_entry=entry, train_val_list=lists["train_val"], test_list=lists["test"],
+                    readers=four / "individual_readers.csv", test_labels=four / "test_labels.csv",
+                    validation_labels=four / "validation_labels.csv", all_readers=every / "test_individual_readers.csv",
+                    all_labels=every / "test_labels.csv", images=root / "images")
+
+
+# ----------------------------------------------------------------------------- CheXpert
+
+
+CHEXPERT_ORDER = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
+                  "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
+                  "Fracture", "Support Devices"]
+CHEXPERT_HEADER = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_ORDER]
+
+
+def chexpert_rows(part: str, images: list[tuple[str, str, str, dict]], root: str = "CheXpert-v1.0-small") -> list:
+    """Rows in CheXpert's layout: (patient/study/view file, Frontal/Lateral, AP/PA, {finding: cell})."""
+    return [[f"{root}/{part}/{name}", "Female", "61", frontal, ap_pa, *[cells.get(f, "") for f in CHEXPERT_ORDER]]
+            for name, frontal, ap_pa, cells in images]
+
+
+def write_chexpert_csv(path: Path, rows: list, header: list[str] = CHEXPERT_HEADER) -> Path:
+    return write_csv(path, pd.DataFrame(rows, columns=header))

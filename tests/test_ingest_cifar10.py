@@ -97,3 +97,11 @@ def test_bad_batches(cli, tmp_path, case, message):
             pickle.dump(batch, handle, protocol=2)
     assert message in error_line(cli("ingest", "cifar10", "--root", tmp_path, "--out", tmp_path / "ds", ok=False))
     assert not (tmp_path / "ds").exists()
+
+
+def test_no_images_keeps_the_clean_labels_only(cli, tmp_path):
+    write_cifar10(tmp_path / "batches", per_batch=4)
+    cli("ingest", "cifar10", "--root", tmp_path / "batches", "--out", tmp_path / "ds", "--no-images")
+    ds = Dataset.open(tmp_path / "ds")
+    assert not ds.has_images and len(ds) == 24 and ds.ground_truth.shape == (24,)
+    assert not (tmp_path / "ds" / "images.npy").exists()

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import ltvcli.dataset.build as build
+import ltvcli.ingest.images as images
 import ltvcli.ingest.mimic as mimic
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
@@ -359,7 +360,7 @@ def test_interrupted_ingest_resumes_without_redoing_finished_images(cli, source,
         calls.append(path)
         return load_image(path, size, channels)
 
-    monkeypatch.setattr(mimic, "load_image", interrupted_at_3)
+    monkeypatch.setattr(images, "load_image", interrupted_at_3)
     result = ingest(cli, source, out, ok=False)
     assert result.exit_code == 130 and "re-run the command to resume" in result.output
     assert not out.exists() and partial.is_dir()
@@ -374,7 +375,7 @@ def test_interrupted_ingest_resumes_without_redoing_finished_images(cli, source,
         calls.append(path)
         return load_image(path, size, channels)
 
-    monkeypatch.setattr(mimic, "load_image", counting)
+    monkeypatch.setattr(images, "load_image", counting)
     result = ingest(cli, source, out)
     assert "resuming the interrupted ingest" in result.output and "2 of 5 images already decoded" in result.output
     assert len(calls) == 3  # the first chunk of 2 was not decoded again
@@ -388,3 +389,18 @@ def test_python_api_signature_used_by_the_demo(source, tmp_path):
                             uncertain=("u0", "u1"), blank="0", ground_truth=None, reports=None,
                             image_format="auto", workers=0, strict=False)
     assert isinstance(ds, Dataset) and ds.label_set_names == SETS and len(ds) == 5
+
+
+def test_no_images_keeps_labels_reports_and_truth_of_the_image_ingest(cli, source, tmp_path):
+    truth = write_csv(tmp_path / "gt.csv", pd.DataFrame({"dicom_id": [DEFAULT_IMAGES[0].dicom_id], "Edema": ["1"]}))
+    ingest(cli, source, tmp_path / "full", "--ground-truth", truth)
+    args = [a for a in source.args() if a not in ("--images", str(source.images))]
+    cli("ingest", "mimic", *args, "--no-images", "--reports", source.images, "--ground-truth", truth, "--out",
+        tmp_path / "lo")
+    full, lo = Dataset.open(tmp_path / "full"), Dataset.open(tmp_path / "lo")
+    assert not lo.has_images and not (tmp_path / "lo" / "images.npy").exists()
+    assert lo.image_ids.tolist() == full.image_ids.tolist() and lo.label_set_names == full.label_set_names
+    np.testing.assert_array_equal(lo.labels, full.labels)
+    np.testing.assert_array_equal(lo.raw_labels, full.raw_labels)
+    np.testing.assert_array_equal(lo.ground_truth, full.ground_truth)
+    assert lo.report_texts() == full.report_texts() and lo.manifest["source"].eq("").all()

@@ -104,3 +104,13 @@ def test_not_an_npz_and_pickled_objects_are_refused(cli, tmp_path):
     assert "not a readable .npz" in error_line(cli("ingest", "npz", tmp_path / "obj.npz", "--out", tmp_path / "d",
                                                    ok=False))
     assert "no such file" in error_line(cli("ingest", "npz", tmp_path / "none.npz", "--out", tmp_path / "d", ok=False))
+
+
+def test_no_images_keeps_labels_and_splits(cli, tmp_path):
+    arrays = write_arrays(tmp_path / "a.npz")
+    cli("ingest", "npz", tmp_path / "a.npz", "--out", tmp_path / "ds", "--no-images")
+    ds = Dataset.open(tmp_path / "ds")
+    assert not ds.has_images and not (tmp_path / "ds" / "images.npy").exists() and len(ds) == 48
+    np.testing.assert_array_equal(ds.ground_truth[:30], arrays["train_labels"][:, 0])
+    info = json.loads(cli("info", tmp_path / "ds", "--json").output)
+    assert info["image_size"] is None and info["splits"] == {"train": 30, "validate": 10, "test": 8}

@@ -44,7 +44,9 @@ class DatasetSpec:
     ``labels`` is [N, M, C] int8 (multilabel) or [N, M] int16 (multiclass) in
     the order of ``label_sets``; ``manifest`` has one row per image with at
     least ``image_id``, ``split`` and ``source`` (the image file to decode, or
-    an empty string when ``pixels`` supplies the images).
+    an empty string when ``pixels`` supplies the images). ``has_images=False``
+    makes a label-only dataset: no image is decoded and the folder has no
+    ``images.npy``.
     """
 
     task: str
@@ -58,6 +60,7 @@ class DatasetSpec:
     reports: pd.DataFrame | None = None
     source: dict = field(default_factory=dict)
     pixels: np.ndarray | None = None  # in-memory images (CIFAR-10); decoded from files otherwise
+    has_images: bool = True
 
     def validate(self) -> None:
         """Check shapes and values, so a bug in a source never produces a bad folder."""
@@ -112,20 +115,28 @@ def build_dataset(
     decode: Callable[[str, int, int], np.ndarray] | None = None,
     workers: int = 0,
     strict: bool = False,
+    decode_batch: Callable[[list[str], int, int], list[np.ndarray | None]] | None = None,
 ) -> Dataset:
     """Decode the images of ``spec`` into a cache and publish the dataset folder at ``out``.
 
     ``decode(source, size, channels)`` turns one file into a uint8 array; it
     must be a module-level function (it runs in worker processes). With
+    ``decode_batch(sources, size, channels)`` the images are decoded a chunk
+    at a time in this process instead (a GPU decoder; ``workers`` is then not
+    used), and the sources it returns ``None`` for go through ``decode``. With
     ``strict`` the first unreadable image stops the ingest; otherwise such
-    images are left out, counted, and listed in ``skipped.csv``.
+    images are left out, counted, and listed in ``skipped.csv``. A spec with
+    ``has_images=False`` is published as a label-only dataset (``size``,
+    ``channels`` and ``decode`` are not used).
     """
     spec.validate()
-    if size < 8:
-        raise LtvError(f"--size must be at least 8 pixels, got {size}")
     out = Path(out)
     staging = out.with_name(out.name + ".partial")
     manifest = _full_manifest(spec.manifest)
+    if not spec.has_images:
+        return _publish_label_only(spec, manifest, staging, out)
+    if size < 8:
+        raise LtvError(f"--size must be at least 8 pixels, got {size}")
     shape = (len(manifest), size, size) + ((3,) if channels == 3 else ())
     fingerprint = _fingerprint(manifest, size, channels)
 
@@ -139,26 +150,49 @@ def build_dataset(
     else:
         if decode is None:
             raise ValueError("decode is required when spec.pixels is None")
-        failures = _fill_images(manifest["source"].tolist(), images, status, staging, decode, size, channels,
-                                workers, strict)
+        failures = _fill_images(manifest["source"].tolist(), images, status, staging, decode, decode_batch, size,
+                                channels, workers if decode_batch is None else 0, strict)
     images.flush()
     del images
     keep = status == DONE
     skipped = manifest.loc[~keep, ["image_id", "source"]].copy()
-    if len(skipped):
-        skipped["reason"] = [failures.get(i, "not decoded") for i in np.flatnonzero(~keep)]
-        warn(f"{len(skipped)} image(s) could not be read and were left out; see {out / 'skipped.csv'}")
+    skipped["reason"] = [failures.get(i, "not decoded") for i in np.flatnonzero(~keep)]
     if not keep.any():
-        raise LtvError("no image could be read; nothing was written (first failure: "
-                       f"{skipped['source'].iloc[0]}: {skipped['reason'].iloc[0]})")
+        # nothing to publish: the list goes into the staging folder, which a re-run resumes from
+        atomic.write_csv(staging / "skipped.csv", skipped)
+        raise LtvError(f"none of the {len(skipped)} image(s) could be read, so no dataset was written (first: "
+                       f"{skipped['image_id'].iloc[0]}: {skipped['reason'].iloc[0]}); all are listed in "
+                       f"{staging / 'skipped.csv'}")
+    if len(skipped):
+        warn(f"{len(skipped)} image(s) could not be read and were left out; see {out / 'skipped.csv'}")
     _write_arrays(spec, manifest, keep, staging, skipped)
-    meta = _metadata(spec, manifest[keep], size, channels)
     (staging / "status.npy").unlink()
     (staging / "plan.json").unlink()
+    return _publish(spec, manifest[keep], staging, out, size, channels)
+
+
+def _publish(spec: DatasetSpec, kept: pd.DataFrame, staging: Path, out: Path, size: int | None,
+             channels: int | None) -> Dataset:
+    """Write dataset.json last, then move the staging folder onto ``out``."""
+    meta = _metadata(spec, kept, size, channels)
     atomic.write_json(staging / "dataset.json", meta)
     atomic.replace_dir(staging, out)
-    log(f"wrote {out} ({meta['n_images']} images, {len(spec.label_sets)} label sets)")
+    kind = "" if spec.has_images else ", label-only: no images"
+    log(f"wrote {out} ({meta['n_images']} images, {len(spec.label_sets)} label sets{kind})")
     return Dataset.open(out)
+
+
+def _publish_label_only(spec: DatasetSpec, manifest: pd.DataFrame, staging: Path, out: Path) -> Dataset:
+    """A dataset folder without images.npy: labels, ground truth, manifest and reports only.
+
+    Nothing is decoded, so there is nothing to resume: any staging folder
+    left by an earlier (image) ingest is discarded.
+    """
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    _write_arrays(spec, manifest, np.ones(len(manifest), dtype=bool), staging, manifest.iloc[:0])
+    return _publish(spec, manifest, staging, out, None, None)
 
 
 def _open_staging(staging: Path, fingerprint: str, n: int) -> np.ndarray:
@@ -195,14 +229,25 @@ def _decode_one(job: tuple[int, str, Callable, int, int]) -> tuple[int, np.ndarr
         return index, None, f"{type(exc).__name__}: {exc}"
 
 
-def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, staging: Path,
-                 decode: Callable, size: int, channels: int, workers: int, strict: bool) -> dict[int, str]:
+def _decode_batches(decode_batch: Callable, jobs: Iterator[tuple]) -> Iterator[tuple]:
+    """Decode ``CHUNK`` jobs at a time with ``decode_batch``; those it leaves (``None``) go through ``_decode_one``."""
+    for chunk in _chunks(jobs, CHUNK):
+        _, _, _, size, channels = chunk[0]
+        decoded = decode_batch([job[1] for job in chunk], size, channels)
+        for job, pixels in zip(chunk, decoded):
+            yield (job[0], pixels, None) if pixels is not None else _decode_one(job)
+
+
+def _fill_images(sources: list[str], images: np.ndarray, status: np.ndarray, staging: Path, decode: Callable,
+                 decode_batch: Callable | None, size: int, channels: int, workers: int,
+                 strict: bool) -> dict[int, str]:
     """Decode every pending image into ``images``; save progress after each chunk."""
     pending = np.flatnonzero(status != DONE)
     failures: dict[int, str] = {}
     jobs = ((int(i), sources[i], decode, size, channels) for i in pending)
     with track(len(pending), "decoding images") as advance, _mapper(workers) as mapper:
-        for chunk in _chunks(mapper(_decode_one, jobs), CHUNK):
+        results = mapper(_decode_one, jobs) if decode_batch is None else _decode_batches(decode_batch, jobs)
+        for chunk in _chunks(results, CHUNK):
             for index, pixels, error in chunk:
                 if error is None:
                     images[index] = pixels
@@ -286,7 +331,7 @@ def _compact_images(path: Path, keep: np.ndarray) -> None:
     del source
 
 
-def _metadata(spec: DatasetSpec, manifest: pd.DataFrame, size: int, channels: int) -> dict:
+def _metadata(spec: DatasetSpec, manifest: pd.DataFrame, size: int | None, channels: int | None) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "ltv_version": __version__,
@@ -296,8 +341,9 @@ def _metadata(spec: DatasetSpec, manifest: pd.DataFrame, size: int, channels: in
         "labellers": list(spec.labellers),
         "n_images": int(len(manifest)),
         "splits": {split: int((manifest["split"] == split).sum()) for split in SPLITS},
-        "image_size": int(size),
-        "channels": int(channels),
+        "has_images": spec.has_images,
+        "image_size": int(size) if spec.has_images else None,
+        "channels": int(channels) if spec.has_images else None,
         "has_ground_truth": spec.ground_truth is not None,
         "has_reports": spec.reports is not None or bool((manifest["report"] != "").any()),
         "source": spec.source,

@@ -6,7 +6,8 @@ A dataset folder holds, for N images, M label sets over C classes::
     images.csv          the manifest: one row per image (ids, split, view, source path, report)
     labels.npy          label sets; multilabel int8 [N, M, C] in {1, 0, -1 = missing},
                         multiclass int16 [N, M] class id or -1 = missing
-    images.npy          uint8 [N, S, S] (grayscale) or [N, S, S, 3] (RGB), memory-mapped
+    images.npy          uint8 [N, S, S] (grayscale) or [N, S, S, 3] (RGB), memory-mapped;
+                        absent in a label-only dataset (dataset.json ``has_images: false``)
     ground_truth.npy    optional; int8 [N, C] or int16 [N], -1 = not labelled
     raw_labels.npy      optional; int8 [N, L, C], each labeller's raw codes (see RAW_*)
     reports.csv         optional; image_id, text for sources whose report text is inline
@@ -28,14 +29,19 @@ import pandas as pd
 
 from ltvcli.errors import LtvError
 
-FORMAT_VERSION = 1
+#: The version written. Version 2 added label-only datasets (``has_images``); a version 1 folder
+#: always has images and is read unchanged.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 TASKS = ("multilabel", "multiclass")
 SPLITS = ("train", "validate", "test")
 
 #: Value of a label-set entry with no label (blank with policy "ignore", or not labelled at all).
 MISSING = -1
-#: Raw labeller codes stored in raw_labels.npy (the MIMIC CSV convention, plus a code for blank).
-RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK = 1, 0, -1, -2
+#: Raw labeller codes stored in raw_labels.npy: the MIMIC CSV convention, a code for blank (an NLP labeller
+#: did not mention the finding; the blank policy decides) and one for "not labelled" (a reader who did not
+#: read the image, a finding the file has no column for; always missing).
+RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK, RAW_MISSING = 1, 0, -1, -2, -3
 
 MANIFEST_COLUMNS = ("image_id", "study_id", "subject_id", "split", "view", "source", "report")
 
@@ -82,8 +88,9 @@ class Dataset:
         except json.JSONDecodeError as exc:
             raise LtvError(f"{meta_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise LtvError(f"{meta_path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise LtvError(f"{meta_path}: format_version {version!r} is not supported (expected one of "
+                           f"{', '.join(map(str, READABLE_VERSIONS))})")
         manifest = pd.read_csv(path / "images.csv", dtype=str, keep_default_na=False)
         if len(manifest) != meta["n_images"]:
             raise LtvError(f"{path / 'images.csv'}: {len(manifest)} rows, dataset.json says {meta['n_images']}")
@@ -116,12 +123,30 @@ class Dataset:
         return list(self.meta.get("labellers", []))
 
     @property
+    def has_images(self) -> bool:
+        """False for a label-only dataset (ingested without images): labels and ground truth, no pixels."""
+        return bool(self.meta.get("has_images", True))
+
+    @property
     def image_size(self) -> int:
+        self.require_images()
         return int(self.meta["image_size"])
 
     @property
     def channels(self) -> int:
+        self.require_images()
         return int(self.meta["channels"])
+
+    def require_images(self) -> None:
+        """Raise, naming the dataset, if it has no image cache.
+
+        Every pixel access (``images``, ``image_size``, ``channels``) goes
+        through here, so any command that needs pixels refuses a label-only
+        dataset with the same one-line reason before it writes anything.
+        """
+        if not self.has_images:
+            raise LtvError(f"{self.path}: a label-only dataset (ingested without images) has no image cache, "
+                           "and this needs pixels; ingest the source again with its images")
 
     def __len__(self) -> int:
         return int(self.meta["n_images"])
@@ -149,7 +174,8 @@ class Dataset:
 
     @property
     def images(self) -> np.ndarray:
-        """Memory-mapped uint8 images [N, S, S] or [N, S, S, 3]."""
+        """Memory-mapped uint8 images [N, S, S] or [N, S, S, 3]; a label-only dataset raises."""
+        self.require_images()
         return self._array("images", mmap=True)
 
     @property

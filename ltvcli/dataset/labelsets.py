@@ -11,26 +11,39 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, LabelSet
-from ltvcli.errors import LtvError
+from typing import Sequence
+
+from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, LabelSet
+from ltvcli.errors import OptionError
 
 UNCERTAIN_POLICIES = ("u0", "u1", "ignore")
 BLANK_POLICIES = ("0", "1", "ignore")
+#: The names the CheXpert paper gives the policies ("U-Zeros", "U-Ones", "U-Ignore"), any case.
+POLICY_ALIASES = {"u-zeros": "u0", "u-ones": "u1", "u-ignore": "ignore"}
 
 _TARGET = {"u0": 0, "u1": 1, "0": 0, "1": 1, "ignore": MISSING}
+
+
+def uncertainty_policies(names: Sequence[str]) -> list[str]:
+    """The policy names with the CheXpert paper's aliases (U-Zeros, U-Ones, U-Ignore) made canonical."""
+    policies = [POLICY_ALIASES.get(name.strip().lower(), name.strip()) for name in names]
+    check_policies(policies, "0")
+    return policies
 
 
 def check_policies(uncertain: list[str], blank: str) -> None:
     """Raise a clear error for an unknown policy name."""
     for policy in uncertain:
         if policy not in UNCERTAIN_POLICIES:
-            raise LtvError(f"unknown uncertainty policy {policy!r}; expected one of {', '.join(UNCERTAIN_POLICIES)}")
+            raise OptionError("uncertain", f"names an unknown uncertainty policy {policy!r}; expected "
+                                           f"{', '.join(UNCERTAIN_POLICIES)} (or U-Zeros, U-Ones, U-Ignore)")
     if blank not in BLANK_POLICIES:
-        raise LtvError(f"unknown blank policy {blank!r}; expected one of {', '.join(BLANK_POLICIES)}")
+        raise OptionError("blank", f"names an unknown blank policy {blank!r}; expected one of "
+                                   f"{', '.join(BLANK_POLICIES)}")
 
 
 def apply_policy(raw: np.ndarray, uncertain: str, blank: str = "0") -> np.ndarray:
-    """Map raw codes ([..., C] int8) to label-set values 1 / 0 / MISSING."""
+    """Map raw codes ([..., C] int8) to label-set values 1 / 0 / MISSING (RAW_MISSING is always MISSING)."""
     check_policies([uncertain], blank)
     out = np.full(raw.shape, MISSING, dtype=np.int8)
     out[raw == RAW_POSITIVE] = 1
@@ -41,20 +54,30 @@ def apply_policy(raw: np.ndarray, uncertain: str, blank: str = "0") -> np.ndarra
 
 
 def label_sets_from_raw(
-    labellers: list[str], raw: np.ndarray, uncertain: list[str], blank: str = "0"
+    labellers: list[str], raw: np.ndarray, uncertain: list[str], blank: str = "0", *,
+    collapse_certain: bool = False,
 ) -> tuple[list[LabelSet], np.ndarray]:
     """Every (labeller, policy) pair as a label set named ``<labeller>_<policy>``.
 
     ``raw`` is [N, L, C]; the result is the list of label sets and their
     values [N, L * len(uncertain), C], labeller-major (negbio_u0, negbio_u1,
-    chexpert_u0, chexpert_u1 by default).
+    chexpert_u0, chexpert_u1 by default). With ``collapse_certain`` a
+    labeller that never said "uncertain" gives one label set named after it
+    (policy None): its policies would be identical copies, and a copy is an
+    extra vote for majority and Dawid-Skene.
     """
     check_policies(uncertain, blank)
     sets, arrays = [], []
     for j, labeller in enumerate(labellers):
+        if collapse_certain and not (raw[:, j] == RAW_UNCERTAIN).any():
+            sets.append(LabelSet(name=labeller, labeller=labeller, policy=None))
+            arrays.append(apply_policy(raw[:, j], "ignore", blank))
+            continue
         for policy in uncertain:
             sets.append(LabelSet(name=f"{labeller}_{policy}", labeller=labeller, policy=policy))
             arrays.append(apply_policy(raw[:, j], policy, blank))
+    if not arrays:
+        return [], np.zeros(raw.shape[:1] + (0,) + raw.shape[2:], dtype=np.int8)
     return sets, np.stack(arrays, axis=1)
 
 
@@ -72,3 +95,40 @@ def parse_label_cell(text: str, codes: dict[float, int], blank: int) -> int | No
 def parse_raw_value(text: str) -> int | None:
     """Parse one MIMIC-style labeller cell ('1.0', '0', '-1.0', '') to a raw code; None if invalid."""
     return parse_label_cell(text, {1.0: RAW_POSITIVE, 0.0: RAW_NEGATIVE, -1.0: RAW_UNCERTAIN}, RAW_BLANK)
+
+
+#: Words a human reader's cell may hold, any case (Google's NIH reads say YES / NO / HEDGE).
+READER_WORDS = {"yes": RAW_POSITIVE, "no": RAW_NEGATIVE, "hedge": RAW_UNCERTAIN, "uncertain": RAW_UNCERTAIN}
+READER_VALUES = "1, 0, -1, yes, no, hedge, uncertain or blank"
+
+
+def parse_reader_value(text: str) -> int | None:
+    """A reader's cell: 1 / 0 / -1 (``.0`` or not) or yes / no / hedge / uncertain (any case); blank = not labelled.
+
+    Unlike an NLP labeller's blank ("not mentioned", which a blank policy may
+    read as negative), a reader's blank cell means the finding was not read:
+    RAW_MISSING.
+    """
+    word = READER_WORDS.get(text.strip().lower())
+    if word is not None:
+        return word
+    return parse_label_cell(text, {1.0: RAW_POSITIVE, 0.0: RAW_NEGATIVE, -1.0: RAW_UNCERTAIN}, RAW_MISSING)
+
+
+TRUTH_VALUES = "1, 0, yes, no or blank"
+
+
+def parse_truth_code(text: str) -> int | None:
+    """A trusted label cell (1 / 0 / yes / no, any case, or blank) as a raw code; uncertain is refused (None).
+
+    Ground truth cannot be uncertain: an image nobody could decide is simply
+    not labelled (blank, RAW_MISSING). :func:`raw_to_truth` turns the codes
+    into ground-truth values.
+    """
+    code = parse_reader_value(text)
+    return None if code == RAW_UNCERTAIN else code
+
+
+def raw_to_truth(raw: np.ndarray) -> np.ndarray:
+    """Raw codes without uncertain ones -> ground-truth values 1 / 0 / MISSING."""
+    return apply_policy(raw, "ignore", "ignore")

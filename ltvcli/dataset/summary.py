@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, SPLITS, Dataset
+from ltvcli.dataset.format import (MISSING, RAW_BLANK, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, SPLITS,
+                                   Dataset)
 
 
 def summarize(dataset: Dataset) -> dict:
@@ -20,8 +21,9 @@ def summarize(dataset: Dataset) -> dict:
         "path": str(dataset.path),
         "task": dataset.task,
         "n_images": len(dataset),
-        "image_size": dataset.image_size,
-        "channels": dataset.channels,
+        "has_images": dataset.has_images,
+        "image_size": dataset.meta.get("image_size"),  # None in a label-only dataset
+        "channels": dataset.meta.get("channels"),
         "classes": dataset.classes,
         "label_sets": dataset.label_set_names,
         "has_ground_truth": dataset.has_ground_truth,
@@ -44,7 +46,30 @@ def summarize(dataset: Dataset) -> dict:
         summary["ground_truth"] = {
             s: int(labelled[dataset.indices(s)].any(axis=1).sum()) for s in SPLITS
         }
+        summary["ground_truth_counts"] = _ground_truth_counts(dataset)
     return summary
+
+
+def _ground_truth_counts(dataset: Dataset) -> dict:
+    """Per split with ground truth, and per class: positive / negative / missing trusted labels.
+
+    The positives are what an evaluation can rest on: a finding with a handful
+    of positives in the test split gives a wide AUC interval whatever the model.
+    """
+    targets, mask = dataset.ground_truth_targets()
+    counts = {}
+    for split in SPLITS:
+        rows = dataset.indices(split)
+        if not mask[rows].any():
+            continue
+        per_class = {}
+        for c, cls in enumerate(dataset.classes):
+            valid = mask[rows, c]
+            positive = int((targets[rows, c][valid] == 1).sum())
+            per_class[cls] = {"positive": positive, "negative": int(valid.sum()) - positive,
+                              "missing": int((~valid).sum())}
+        counts[split] = per_class
+    return counts
 
 
 def _label_counts(dataset: Dataset, targets: np.ndarray, mask: np.ndarray) -> dict:
@@ -75,7 +100,7 @@ def _disagreement(dataset: Dataset, targets: np.ndarray, mask: np.ndarray) -> di
 
 
 def _raw_counts(dataset: Dataset) -> dict:
-    """Per labeller, split and finding: raw positive, negative, uncertain and blank counts."""
+    """Per labeller, split and finding: raw positive, negative, uncertain, blank and not-labelled counts."""
     raw = dataset.raw_labels
     result = {}
     for j, labeller in enumerate(dataset.labellers):
@@ -93,6 +118,7 @@ def _raw_counts(dataset: Dataset) -> dict:
                     "negative": int((codes == RAW_NEGATIVE).sum()),
                     "uncertain": unc,
                     "blank": int((codes == RAW_BLANK).sum()),
+                    "not_labelled": int((codes == RAW_MISSING).sum()),
                     "u_p_ratio": round(unc / pos, 3) if pos else None,
                 }
             per_split[split] = per_class

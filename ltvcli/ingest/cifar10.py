@@ -13,6 +13,7 @@ unpickler that only accepts the numpy array types these files contain.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -34,16 +35,17 @@ _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray"
 
 
 def ingest_cifar10(*, root: Path, out: Path, val_fraction: float = 0.2, seed: int = 0,
-                   limit: int | None = None) -> Dataset:
+                   limit: int | None = None, no_images: bool = False) -> Dataset:
     """Ingest the CIFAR-10 python batches in ``root`` into ``out``.
 
     Train batches 1-5 -> ``train`` with ``val_fraction`` held out (seeded) as
     ``validate``; ``test_batch`` -> ``test``. ``limit`` keeps the first N
     images of each batch (quick runs). Image ids: ``train-<position>``
     (position in the concatenated train batches) and ``test-<position>``.
+    ``no_images`` keeps only the labels (a label-only dataset).
     """
-    return build_dataset(cifar10_spec(root=root, val_fraction=val_fraction, seed=seed, limit=limit), out,
-                         size=SIDE, channels=3)
+    spec = cifar10_spec(root=root, val_fraction=val_fraction, seed=seed, limit=limit)
+    return build_dataset(dataclasses.replace(spec, has_images=not no_images), out, size=SIDE, channels=3)
 
 
 def cifar10_spec(*, root: Path, val_fraction: float = 0.2, seed: int = 0, limit: int | None = None) -> DatasetSpec:

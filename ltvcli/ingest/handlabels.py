@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -79,23 +79,26 @@ def _finding_columns(frame: pd.DataFrame, key: str, path: Path) -> dict[str, str
 
 
 def align(labels: HandLabels, image_ids: Sequence[str], group_ids: Sequence[str],
-          known_ids: set[str]) -> np.ndarray:
+          known_ids: set[str], normalize: Callable[[str], str] | None = None) -> np.ndarray:
     """Ground truth [N, 14] for the ingested images (MISSING where a row has none).
 
     ``known_ids`` are all ids of the key's kind in the source (including images
     the view filter dropped): an id outside it is a mistake (wrong file, wrong
     column) and is an error; a known id whose images were not ingested is only
-    counted.
+    counted. ``normalize`` maps the file's ids to the spelling of
+    ``image_ids`` / ``group_ids`` / ``known_ids`` (OpenI spells an image two
+    ways); messages show the file's own spelling.
     """
-    unknown, first = csvio.missing_ids(labels.ids, known_ids)
+    ids = [normalize(i) for i in labels.ids] if normalize else list(labels.ids)
+    unknown = [original for original, i in zip(labels.ids, ids) if i not in known_ids]
     if unknown:
-        raise LtvError(f"{labels.path}: {unknown} {labels.key} value(s) are not in the source dataset "
-                       f"(first: {first!r}); check that the file belongs to these images")
+        raise LtvError(f"{labels.path}: {len(unknown)} {labels.key} value(s) are not in the source dataset "
+                       f"(first: {unknown[0]!r}); check that the file belongs to these images")
     wanted = list(image_ids if labels.per_image else group_ids)
-    rows = pd.Index(labels.ids).get_indexer(wanted)
+    rows = pd.Index(ids).get_indexer(wanted)
     truth = np.full((len(wanted), len(FINDINGS)), MISSING, dtype=np.int8)
     truth[rows >= 0] = labels.values[rows[rows >= 0]]
-    unused = len(set(labels.ids) - set(wanted))
+    unused = len(set(ids) - set(wanted))
     log(f"ground truth: {int((truth != MISSING).any(axis=1).sum())} image(s) labelled from {labels.path.name}"
         + (f"; {unused} row(s) belong to images that were not ingested (view filter)" if unused else ""))
     return truth

@@ -8,39 +8,53 @@ DICOM pixels go through the modality LUT (rescale slope/intercept) and the
 VOI LUT or stored window, the way a viewer shows them: the window's output
 range becomes 0-255 (without a window, the image's own value range does);
 MONOCHROME1 is inverted so that bone is always bright. Colour DICOMs (RGB,
-YBR, palette) stay colour until :func:`resize` converts them. JPEG sources
-use Pillow's reduced-size decoding (``draft``): a 2500x3000 JPEG decoded at
-1/8 scale is several times faster, and the result is resized the same way.
+YBR, palette) stay colour until :func:`resize` converts them. Compressed
+DICOM (JPEG Lossless, JPEG-LS, JPEG 2000, RLE, JPEG) is decoded by pydicom's
+plugins (python-gdcm, pyjpegls, pylibjpeg-openjpeg, pylibjpeg-rle, Pillow);
+a file none of them can read fails with the name of its transfer syntax only.
+
+JPEG sources are decoded at reduced size (:mod:`ltvcli.ingest.jpeg`:
+libjpeg-turbo's scaled decoding through simplejpeg, Pillow's ``draft`` where
+that cannot be used) and then resized the same way as a full decode.
 """
 
 from __future__ import annotations
 
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ltvcli.errors import LtvError
+from ltvcli.ingest.jpeg import decode_scaled, is_jpeg
 
 RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+#: How JPEGs are decoded: ``scaled`` (libjpeg-turbo via simplejpeg, else Pillow's draft), ``draft`` (Pillow's
+#: reduced-size decoding only, ltv's decoder before simplejpeg) or ``full`` (full size, the reference).
+JPEG_MODES = ("scaled", "draft", "full")
 
 
-def load_image(source: str, size: int, channels: int, reduced: bool = True) -> np.ndarray:
+def load_image(source: str, size: int, channels: int, jpeg: str = "scaled") -> np.ndarray:
     """Decode ``source`` (DICOM, JPG, PNG, ...) to uint8 [size, size] or [size, size, 3]."""
+    if jpeg not in JPEG_MODES:
+        raise ValueError(f"jpeg must be one of {JPEG_MODES}, got {jpeg!r}")
     path = Path(source)
     if not path.is_file():
         raise LtvError("file not found")
     if path.suffix.lower() in (".dcm", ".dicom") or (path.suffix.lower() not in RASTER_SUFFIXES and _is_dicom(path)):
         image = Image.fromarray(dicom_to_uint8(path))
     else:
-        image = _open_raster(path, size if reduced else None)
+        image = _open_raster(path, size, channels, jpeg)
     return resize(image, size, channels)
 
 
 def load_image_full(source: str, size: int, channels: int) -> np.ndarray:
-    """Like :func:`load_image` but without reduced-size JPEG decoding (for benchmarks and checks)."""
-    return load_image(source, size, channels, reduced=False)
+    """The reference decode: :func:`load_image` with full-size JPEG decoding (for benchmarks and checks)."""
+    return load_image(source, size, channels, jpeg="full")
 
 
 def default_workers(workers: int | None) -> int:
@@ -50,6 +64,39 @@ def default_workers(workers: int | None) -> int:
     if workers < 0:
         raise LtvError(f"--workers must be 0 (decode in this process) or more; got {workers}")
     return workers
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How an ingest decodes its images, as :func:`ltvcli.dataset.build_dataset` takes it.
+
+    ``decode`` turns one file into a cache image in ``workers`` processes;
+    ``batch``, when set, decodes the JPEGs of a whole chunk at once in this
+    process (on a GPU) and leaves the rest (``None``) to ``decode``.
+    """
+
+    decode: Callable[[str, int, int], np.ndarray]
+    batch: Callable[[list[str], int, int], list[np.ndarray | None]] | None
+    workers: int
+
+
+def image_decoding(device: str = "cpu", workers: int | None = None) -> Decoding:
+    """Per-file decoding in worker processes on ``cpu``; batches of JPEGs on the GPU for ``cuda``.
+
+    ``auto`` takes the GPU when there is one. torch is imported only for a
+    device other than ``cpu``, so a CPU ingest starts as fast as before.
+    """
+    workers = default_workers(workers)
+    if device == "cpu":
+        return Decoding(load_image, None, workers)
+    from ltvcli.runtime.device import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cpu":
+        return Decoding(load_image, None, workers)
+    from ltvcli.ingest.batch import BatchDecoder
+
+    return Decoding(load_image, BatchDecoder(resolved), 0)
 
 
 def resize(image: Image.Image, size: int, channels: int) -> np.ndarray:
@@ -66,11 +113,20 @@ def _is_dicom(path: Path) -> bool:
         return handle.read(4) == b"DICM"
 
 
-def _open_raster(path: Path, draft_size: int | None) -> Image.Image:
-    with Image.open(path) as image:
-        if draft_size is not None and image.format == "JPEG":
+def _open_raster(path: Path, size: int, channels: int, jpeg: str) -> Image.Image:
+    data = path.read_bytes()
+    if jpeg == "scaled" and is_jpeg(data):
+        pixels = decode_scaled(data, size, channels)
+        if pixels is not None:
+            return Image.fromarray(pixels)
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise LtvError("not an image format Pillow can read") from None
+    with opened as image:
+        if jpeg != "full" and image.format == "JPEG":
             # Decode at the smallest 1/2, 1/4 or 1/8 scale that is still at least the target size.
-            image.draft(image.mode, (draft_size, draft_size))
+            image.draft(image.mode, (size, size))
         image.load()
     if image.mode in ("I;16", "I;16B", "I", "F"):
         return Image.fromarray(_stretch(np.asarray(image)))
@@ -80,12 +136,12 @@ def _open_raster(path: Path, draft_size: int | None) -> Image.Image:
 def dicom_to_uint8(path: Path) -> np.ndarray:
     """Read a DICOM file's first frame as display-ready uint8: [H, W] grayscale, or [H, W, 3] for colour."""
     import pydicom
-    from pydicom.pixels import apply_color_lut, pixel_array
+    from pydicom.pixels import apply_color_lut
 
     dataset = pydicom.dcmread(path)
     if "PixelData" not in dataset:
         raise LtvError("DICOM file has no pixel data")
-    pixels = pixel_array(dataset, index=0)  # first frame only; YBR is converted to RGB
+    pixels = _first_frame(dataset)
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, dataset)
@@ -93,6 +149,47 @@ def dicom_to_uint8(path: Path) -> np.ndarray:
         return _stretch(pixels) if pixels.dtype != np.uint8 else pixels
     out = _display_grayscale(pixels, dataset)
     return 255 - out if photometric == "MONOCHROME1" else out
+
+
+#: Plugins tried before pydicom's own order (which starts with GDCM) where another one decodes a chest film
+#: about twice as fast (benchmarks/bench_ingest.py --codec-images); the others stay behind them as fallbacks.
+FASTEST_PLUGIN = {
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS Lossless: CharLS
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg",  # JPEG 2000 (lossy): OpenJPEG
+}
+
+
+def _first_frame(dataset) -> np.ndarray:
+    """The first frame's stored values (YBR converted to RGB), decoded by whichever plugin can.
+
+    pydicom tries every installed decoder of the transfer syntax in turn. When
+    none can read the frame, the error names the transfer syntax and nothing
+    else: the plugins' own messages may quote header values.
+    """
+    from pydicom.pixels import get_decoder, pixel_array
+    from pydicom.uid import UID
+
+    syntax = UID(str(dataset.file_meta.get("TransferSyntaxUID", "")))
+    fastest = FASTEST_PLUGIN.get(syntax)
+    if fastest is not None and fastest in get_decoder(syntax).available_plugins:
+        try:
+            return pixel_array(dataset, index=0, decoding_plugin=fastest)
+        except Exception:  # every installed plugin gets its turn below
+            pass
+    try:
+        return pixel_array(dataset, index=0)
+    except Exception as exc:
+        if syntax.is_transfer_syntax and not syntax.is_compressed:
+            raise  # uncompressed data that does not fit its header: pydicom's message says how
+        try:
+            available = get_decoder(syntax).is_available
+        except NotImplementedError:  # a syntax pydicom has no decoder for at all
+            available = False
+        if not available:
+            raise LtvError(f"no installed decoder reads {syntax.name} pixel data") from exc
+        raise LtvError(f"{syntax.name} pixel data could not be decoded (damaged, or a variant the "
+                       f"installed decoders do not read)") from exc
 
 
 def _display_grayscale(pixels: np.ndarray, dataset) -> np.ndarray:
@@ -157,3 +254,13 @@ def _stretch(values: np.ndarray, low: float | None = None, high: float | None = 
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def check_image_folder(images: str | os.PathLike | None) -> Path | None:
+    """The image folder of a source as a Path, checked to exist; None (a label-only ingest) stays None."""
+    if images is None:
+        return None
+    images = Path(images)
+    if not images.is_dir():
+        raise LtvError(f"{images}: no such image folder")
+    return images

@@ -29,11 +29,11 @@ import pandas as pd
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
 from ltvcli.dataset.format import SPLITS
-from ltvcli.dataset.labelsets import check_policies, label_sets_from_raw, parse_raw_value
+from ltvcli.dataset.labelsets import check_policies, label_sets_from_raw, parse_raw_value, uncertainty_policies
 from ltvcli.errors import LtvError
 from ltvcli.findings import FINDINGS
 from ltvcli.ingest import csvio, handlabels
-from ltvcli.ingest.images import default_workers, load_image
+from ltvcli.ingest.images import check_image_folder, image_decoding
 
 LABELLERS = ("negbio", "chexpert")
 IMAGE_FORMATS = ("auto", "jpg", "dcm")
@@ -41,11 +41,11 @@ MISSING_LABELS = ("error", "skip")
 ALL_VIEWS = "ALL"
 
 
-def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path, out: Path,
+def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path | None, out: Path,
                  size: int = 256, views: Sequence[str] = ("PA", "AP"), uncertain: Sequence[str] = ("u0", "u1"),
                  blank: str = "0", ground_truth: Path | None = None, reports: Path | None = None,
                  image_format: str = "auto", workers: int | None = None, strict: bool = False,
-                 missing_labels: str = "error") -> Dataset:
+                 missing_labels: str = "error", device: str = "cpu") -> Dataset:
     """Ingest MIMIC-CXR into the dataset folder ``out`` and return it opened.
 
     ``views`` keeps images whose ViewPosition is one of them (``("all",)``
@@ -53,28 +53,29 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
     sets per labeller; ``blank`` is what a not-mentioned finding becomes
     (``"0"``, ``"1"`` or ``"ignore"`` = missing). ``missing_labels="skip"``
     leaves out images whose study has no row in a label CSV (with a counted
-    warning) instead of stopping.
+    warning) instead of stopping. ``images=None`` writes a label-only dataset.
+    ``device="cuda"`` decodes the JPEGs on the GPU (:func:`ltvcli.ingest.images.image_decoding`).
     """
+    decoding = image_decoding(device, workers)
     spec = mimic_spec(metadata=metadata, split=split, negbio=negbio, chexpert=chexpert, images=images,
                       views=views, uncertain=uncertain, blank=blank, ground_truth=ground_truth, reports=reports,
                       image_format=image_format, missing_labels=missing_labels)
-    return build_dataset(spec, out, size=size, channels=1, decode=load_image, workers=default_workers(workers),
-                         strict=strict)
+    return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
+                         workers=decoding.workers, strict=strict)
 
 
-def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path,
+def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path | None,
                views: Sequence[str] = ("PA", "AP"), uncertain: Sequence[str] = ("u0", "u1"), blank: str = "0",
                ground_truth: Path | None = None, reports: Path | None = None, image_format: str = "auto",
                missing_labels: str = "error") -> DatasetSpec:
     """Parse and cross-check the MIMIC CSVs into a :class:`DatasetSpec` (no image is read)."""
-    uncertain = list(uncertain)
+    uncertain = uncertainty_policies(uncertain)
     check_policies(uncertain, blank)
     _check_choice(image_format, IMAGE_FORMATS, "--image-format")
     _check_choice(missing_labels, MISSING_LABELS, "--missing-labels")
     views = [v.strip().upper() for v in views if v.strip()]
-    images, metadata, split = Path(images), Path(metadata), Path(split)
-    if not images.is_dir():
-        raise LtvError(f"{images}: no such image folder")
+    metadata, split = Path(metadata), Path(split)
+    images = check_image_folder(images)
 
     all_images = _read_images(metadata, split)
     frame = _select_views(all_images, views, metadata)
@@ -87,12 +88,13 @@ def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, ima
         truth = handlabels.align(hand, frame["dicom_id"].tolist(), frame["study_id"].tolist(), known)
     label_sets, labels = label_sets_from_raw(list(LABELLERS), raw, uncertain, blank)
     manifest = _manifest(frame, images, Path(reports) if reports is not None else images, image_format)
-    return DatasetSpec(
+    return DatasetSpec(has_images=images is not None,
         task="multilabel", classes=list(FINDINGS), manifest=manifest, label_sets=label_sets, labels=labels,
         ground_truth=truth, labellers=list(LABELLERS), raw_labels=raw,
         source={"name": "mimic-cxr", "metadata": str(metadata), "split": str(split),
                 **{labeller: str(path) for labeller, path in label_files.items()},
-                "images": str(images), "ground_truth": str(ground_truth) if ground_truth else None,
+                "images": str(images) if images else None,
+                "ground_truth": str(ground_truth) if ground_truth else None,
                 "views": views, "uncertain": uncertain, "blank": blank, "image_format": image_format,
                 "missing_labels": missing_labels},
     )
@@ -172,17 +174,23 @@ def _read_labels(path: Path) -> tuple[list[str], np.ndarray]:
     return frame["study_id"].str.strip().tolist(), codes
 
 
-def _manifest(frame: pd.DataFrame, images: Path, reports: Path, image_format: str) -> pd.DataFrame:
-    """One manifest row per image: ids, split, view, the image file and the report file (if it exists)."""
+def _manifest(frame: pd.DataFrame, images: Path | None, reports: Path | None, image_format: str) -> pd.DataFrame:
+    """One manifest row per image: ids, split, view, the image file and the report file (if it exists).
+
+    Without ``images`` (a label-only dataset) the source column is empty;
+    without ``reports`` so is the report column.
+    """
     study_dirs = [Path("files", f"p{subject[:2]}", f"p{subject}", f"s{study}")
                   for subject, study in zip(frame["subject_id"].str.strip(), frame["study_id"].str.strip())]
-    sources = [_image_file(images / folder / dicom_id, image_format)
-               for folder, dicom_id in zip(study_dirs, frame["dicom_id"])]
-    report_files = [reports / folder.with_name(folder.name + ".txt") for folder in study_dirs]
+    sources = ([_image_file(images / folder / dicom_id, image_format)
+                for folder, dicom_id in zip(study_dirs, frame["dicom_id"])] if images is not None
+               else [""] * len(frame))
+    report_files = ([reports / folder.with_name(folder.name + ".txt") for folder in study_dirs]
+                    if reports is not None else [])
     manifest = frame.rename(columns={"dicom_id": "image_id"})[["image_id", "study_id", "subject_id", "split",
                                                                  "view"]].copy()
     manifest["source"] = sources
-    manifest["report"] = [str(path) if path.is_file() else "" for path in report_files]
+    manifest["report"] = [str(path) if path.is_file() else "" for path in report_files] or ""
     return manifest
 
 

@@ -14,6 +14,7 @@ runs code.
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -29,18 +30,20 @@ TASKS = ("auto", "multiclass", "multilabel")
 
 
 def ingest_npz(*, path: Path, out: Path, task: str = "auto", classes: list[str] | None = None,
-               val_fraction: float | None = None, seed: int = 0, limit: int | None = None) -> Dataset:
+               val_fraction: float | None = None, seed: int = 0, limit: int | None = None,
+               no_images: bool = False) -> Dataset:
     """Ingest the arrays of ``path`` into the dataset folder ``out``.
 
     ``val_fraction`` None keeps the file's own ``val`` split (or holds out 20 %
     of ``train`` when it has none); a number pools ``train`` and ``val`` and
     holds out that share of the pool, seeded, as ``validate`` -- the paper's
     "20 % of the noisy training data". ``limit`` keeps the first N images of
-    each split.
+    each split; ``no_images`` keeps only the labels (a label-only dataset).
     """
     spec = npz_spec(path=path, task=task, classes=classes, val_fraction=val_fraction, seed=seed, limit=limit)
     pixels = spec.pixels
-    return build_dataset(spec, out, size=pixels.shape[1], channels=1 if pixels.ndim == 3 else pixels.shape[3])
+    return build_dataset(dataclasses.replace(spec, has_images=not no_images), out, size=pixels.shape[1],
+                         channels=1 if pixels.ndim == 3 else pixels.shape[3])
 
 
 def npz_spec(*, path: Path, task: str = "auto", classes: list[str] | None = None,
