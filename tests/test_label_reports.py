@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
-from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN
+from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN
 from ltvcli.errors import LtvError
 from ltvcli.reports import engine, label
 
@@ -23,7 +23,7 @@ except LtvError:
 
 CLASSES = ["Atelectasis", "Cardiomegaly", "Pleural Effusion", "Pneumonia", "Pneumothorax", "Support Devices",
            "No Finding"]
-P, N, U, B = RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK
+P, N, U, B, X = RAW_POSITIVE, RAW_NEGATIVE, RAW_UNCERTAIN, RAW_BLANK, RAW_MISSING
 
 # (report, expected raw code per class in CLASSES order); None = the image has no report.
 CASES = [
@@ -40,11 +40,12 @@ CASES = [
     ("The lungs are clear. Heart size is normal. No acute disease.", [B, B, B, B, B, B, P]),
     ("Atelectasis versus pneumonia at the right base; no effusion.", [U, B, N, U, B, B, B]),
     ("Small right pleural effusion, with left basilar atelectasis versus pneumonia.", [U, B, P, U, B, B, B]),
-    (None, [B, B, B, B, B, B, B]),
+    (None, [X, X, X, X, X, X, X]),
 ]
 
 
-def make_reports_dataset(root: Path, cases=CASES, *, classes=CLASSES, files: bool = False) -> Path:
+def make_reports_dataset(root: Path, cases=CASES, *, classes=CLASSES, files: bool = False,
+                         images: bool = True) -> Path:
     """A multi-label dataset whose images carry ``cases``' reports: inline (OpenI) or as files (MIMIC layout)."""
     n = len(cases)
     ids = [f"img{i:03d}" for i in range(n)]
@@ -68,7 +69,8 @@ def make_reports_dataset(root: Path, cases=CASES, *, classes=CLASSES, files: boo
     truth = (np.random.default_rng(0).random((n, len(classes))) < 0.3).astype(np.int8)
     spec = DatasetSpec(task="multilabel", classes=list(classes), manifest=manifest, label_sets=[],
                        labels=np.zeros((n, 0, len(classes)), dtype=np.int8), ground_truth=truth, reports=reports,
-                       pixels=np.zeros((n, 8, 8), dtype=np.uint8), source={"name": "test"})
+                       pixels=np.zeros((n, 8, 8), dtype=np.uint8) if images else None, has_images=images,
+                       source={"name": "test"})
     build_dataset(spec, root / "ds", size=8, channels=1)
     return root / "ds"
 
@@ -199,7 +201,16 @@ def test_bad_rules_row_names_file_and_line(tmp_path, cli):
 
 
 def test_dataset_without_reports_is_an_error(tmp_path, cli):
-    ds = make_reports_dataset(tmp_path, [(None, [B] * 7)])
+    ds = make_reports_dataset(tmp_path, [(None, [X] * 7)])
     result = cli("label-reports", ds, "--out", tmp_path / "new", ok=False)
     assert result.exit_code == 2 and "no image has a report" in result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_label_only_dataset_stays_label_only(tmp_path, cli):
+    """OpenI ingested without images (--no-images): the labelled dataset has no images either."""
+    ds = make_reports_dataset(tmp_path, images=False)
+    cli("label-reports", ds, "--out", tmp_path / "new", "--workers", "0")
+    new = Dataset.open(tmp_path / "new")
+    assert not new.has_images and not (tmp_path / "new" / "images.npy").exists()
+    assert (new.raw_labels[:, 0] == expected()).all()

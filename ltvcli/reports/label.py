@@ -6,7 +6,9 @@ chunks of :data:`CHUNK` texts; each finished chunk is saved in
 arguments, labels only the chunks still missing and writes the same
 dataset. The new dataset is the old one plus the label sets
 ``<labeller>_u0`` and ``<labeller>_u1`` and the labeller's raw codes in
-``raw_labels.npy``; images without a report get no labels (MISSING) from it.
+``raw_labels.npy``; images without a report get no labels from it (raw
+code RAW_MISSING, MISSING in the label sets). A label-only dataset (no
+images) gives a label-only dataset.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pandas as pd
 from ltvcli import atomic
 from ltvcli.console import log, track
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
-from ltvcli.dataset.format import MISSING, RAW_BLANK
+from ltvcli.dataset.format import RAW_BLANK, RAW_MISSING
 from ltvcli.dataset.labelsets import label_sets_from_raw
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.reports.engine import ReportLabeller, versions
@@ -68,7 +70,7 @@ def label_reports(dataset: str | Path, out: str | Path, *, labeller: str = "meds
     log(f"{int(has_report.sum())} of {len(texts)} images have a report; {len(distinct)} distinct report texts")
     codes = _label_distinct(distinct, table, classes, out, workers, batch_size)
     position = {text: i for i, text in enumerate(distinct)}
-    raw = np.full((len(texts), len(classes)), RAW_BLANK, dtype=np.int8)
+    raw = np.full((len(texts), len(classes)), RAW_MISSING, dtype=np.int8)  # no report: not labelled
     rows = np.flatnonzero(has_report)
     raw[rows] = codes[[position[texts[i]] for i in rows]]
     provenance = {"labeller": labeller, "from": str(source.path), "rules": table.sources,
@@ -96,11 +98,12 @@ def write_labelled(source: Dataset, out: Path, *, labeller: str, raw: np.ndarray
     """Write ``out``: ``source`` plus the labeller's raw codes [N, C] and its u0 / u1 label sets.
 
     The one place label-reports writes a dataset: a full copy through
-    :func:`build_dataset` today (images included); a label layer over the
-    shared image cache once datasets have layers.
+    :func:`build_dataset` today (images included, none for a label-only
+    dataset); a label layer over the shared image cache once datasets have
+    layers. Rows without a report are RAW_MISSING, so their label-set
+    values are MISSING whatever the policy.
     """
     sets, values = label_sets_from_raw([labeller], raw[:, None, :], list(POLICIES), blank="0")
-    values[~has_report] = MISSING
     old_raw = source.raw_labels
     if old_raw is None:
         old_raw = np.zeros((len(source), 0, len(source.classes)), dtype=np.int8)
@@ -113,10 +116,12 @@ def write_labelled(source: Dataset, out: Path, *, labeller: str, raw: np.ndarray
         ground_truth=source.ground_truth if source.has_ground_truth else None,
         labellers=source.labellers + [labeller],
         raw_labels=np.concatenate([old_raw.astype(np.int8), raw[:, None, :].astype(np.int8)], axis=1),
-        reports=reports, pixels=source.images,
+        reports=reports, has_images=source.has_images, pixels=source.images if source.has_images else None,
         source={**source.meta.get("source", {}),
                 "label_reports": source.meta.get("source", {}).get("label_reports", []) + [provenance]},
     )
+    if not source.has_images:
+        return build_dataset(spec, out, size=0, channels=0)
     return build_dataset(spec, out, size=source.image_size, channels=source.channels)
 
 
