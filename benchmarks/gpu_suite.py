@@ -11,7 +11,9 @@ keeps what it has when a stage fails or overruns. The stages (:func:`stages`):
    JPEGs decoded by nvJPEG (and, for comparison, by one CPU worker per core);
 3. ``vote``: ``examples/vote_comparison.py --arch resnet18`` on the CIFAR-10
    subset (``--data``): every method and vote, three seeds, two noise levels,
-   as many trainings side by side on the one GPU as there are cores to drive them.
+   as many trainings side by side on the one GPU as there are cores to drive them;
+4. ``cuda-tests``: the tests that need a CUDA device (``tests/test_cuda.py``,
+   skipped everywhere else), beside the vote comparison.
 
 Stages that time something (``timing``) run alone, one after the other, so
 that nothing else on the GPU or the CPUs moves their numbers; the others then
@@ -54,6 +56,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -74,7 +77,7 @@ GIB_PER_TRAINING = 4.0
 #: No stage starts with less of the suite's budget left than this (beyond its own reserve).
 MIN_START_SECONDS = 10
 #: Files of a stage folder that go into logs.tar.gz (checkpoints, arrays and figures stay out), up to 1 MB each.
-ARCHIVED = (".txt", ".json", ".jsonl", ".md", ".csv")
+ARCHIVED = (".txt", ".json", ".jsonl", ".md", ".csv", ".xml")
 ARCHIVED_MAX_BYTES = 2**20
 
 
@@ -204,6 +207,13 @@ def stages(args: argparse.Namespace, sizes: Sizes, jobs: int) -> list[Stage]:
         budget=None,
         render=vote_section,
         timing=False, deadline_option="--budget", reserve=sizes.vote_reserve))
+    plan.append(Stage(
+        name="cuda-tests",
+        command=[python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_cuda.py",
+                 "--junitxml", "{out}/junit.xml"],
+        budget=120,
+        render=tests_section,
+        timing=False))
     # The embeddings-scale run of issue #15 (image-feature datasets, linear/MLP heads) joins here when that
     # lands: a Stage with timing=False, so that it runs beside the vote comparison on what is left of --budget.
     return plan
@@ -263,6 +273,21 @@ def vote_section(folder: Path) -> Section:
     results = folder / "work" / "vote_comparison_cifar.json"
     data = json.loads(results.read_text()) if results.exists() else {}
     return Section((folder / "vote.md").read_text().strip(), [], data)
+
+
+def tests_section(folder: Path) -> Section:
+    """pytest's JUnit report as a table: each test and whether it passed, failed or was skipped (and why)."""
+    results = []
+    for case in ElementTree.parse(folder / "junit.xml").iter("testcase"):
+        verdict = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)
+        outcome = "passed" if verdict is None else {"failure": "failed", "error": "error"}.get(verdict.tag, "skipped")
+        message = "" if verdict is None else verdict.get("message") or ""
+        reason = message.splitlines()[0][:120].replace("|", "/") if message else ""
+        results.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome, "reason": reason})
+    counts = {key: sum(r["outcome"] == key for r in results) for key in ("passed", "failed", "error", "skipped")}
+    lines = [", ".join(f"{n} {key}" for key, n in counts.items()), "", "| test | result |", "| --- | --- |"]
+    lines += [f"| {r['test']} | {r['outcome']}{': ' + r['reason'] if r['reason'] else ''} |" for r in results]
+    return Section("\n".join(lines), [], {"tests": results})
 
 
 # --------------------------------------------------------------------------- running
@@ -331,16 +356,18 @@ def run_group(group: list[Outcome], work: Path, deadline: float, monitor: GpuMon
 
 
 def finish(outcome: Outcome, folder: Path, monitor: GpuMonitor | None) -> None:
-    """Render a finished stage's section; keep the end of its log when it did not finish."""
+    """Render a stage that ended by itself (a failed one too: pytest's report says which tests failed); keep the
+    end of the log of any stage that did not end well."""
     if monitor:
         monitor.stages = [name for name in monitor.stages if name != outcome.stage.name]
         outcome.gpu = monitor.summary(outcome.stage.name)
-    if outcome.status == "ok":
+    if outcome.status == "ok" or outcome.status.startswith("failed"):
         try:
             outcome.section = outcome.stage.render(folder)
-        except (OSError, KeyError, ValueError) as error:
-            outcome.status = f"failed: its output could not be read ({type(error).__name__}: {error})"
-    if outcome.section is None:
+        except (OSError, KeyError, ValueError, ElementTree.ParseError) as error:
+            if outcome.status == "ok":
+                outcome.status = f"failed: its output could not be read ({type(error).__name__}: {error})"
+    if outcome.status != "ok":
         outcome.log_tail = "\n".join((folder / "log.txt").read_text(errors="replace").splitlines()[-20:])
     print(f"[{_clock()}] {outcome.stage.name}: {outcome.status} after {outcome.seconds:.0f} s", flush=True)
 
@@ -488,8 +515,10 @@ def report(outcomes: list[Outcome], info: dict, sizes: Sizes, args: argparse.Nam
         if o.section is not None or o.log_tail:
             lines += ["", f"## {o.stage.name}: {TITLES.get(o.stage.name.split('-')[0], '')}", "",
                       f"`{_shown(o.command)}`", ""]
-            lines.append(o.section.markdown if o.section else
-                         f"{o.status}; the end of its log:\n\n```\n{o.log_tail}\n```")
+            if o.section:
+                lines.append(o.section.markdown)
+            if o.log_tail:
+                lines.append(("\n" if o.section else "") + f"{o.status}; the end of its log:\n\n```\n{o.log_tail}\n```")
     if any(o.stage.name == "vote" and o.section for o in outcomes):
         lines += ["", f"Vote comparison: {jobs} trainings side by side on the one device; "
                       f"{args.vote_epochs or sizes.vote_epochs} epochs (docs/results.md's CPU tables: the tiny CNN, "
@@ -502,6 +531,7 @@ TITLES = {
     "train": "docs/performance.md, Training, GPU table",
     "ingest": "docs/performance.md, Ingest, GPU table",
     "vote": "docs/results.md, the vote comparison on the CIFAR-10 subset with a ResNet-18 on a GPU",
+    "cuda": "the tests that need a CUDA device (a failure here is a bug to fix, not a table)",
 }
 
 

@@ -97,7 +97,7 @@ def test_smoke_run_writes_every_table_without_the_codec_packages(tmp_path):
     assert tables.startswith("# GPU suite (smoke run): ") and "NVIDIA H200 (stand-in) (140 GiB" in tables
 
     stages = markdown_table(tables, "| stage |")
-    assert list(stages) == ["train-b32", "train-b128", "ingest", "vote"]
+    assert list(stages) == ["train-b32", "train-b128", "ingest", "vote", "cuda-tests"]
     assert all(cells[0] == "ok" and number(cells[1]) > 0 for cells in stages.values())
     assert stages["vote"][3] == "2.0 GiB" and stages["vote"][4] == "37 %"  # the monitor's samples
 
@@ -124,12 +124,17 @@ def test_smoke_run_writes_every_table_without_the_codec_packages(tmp_path):
     assert all(0 <= number(cells[0]) <= 1 for cells in vote.values())
     assert "seeds 0, 1 epochs, arch tiny" in tables and "2 trainings side by side" in tables
 
+    cuda_tests = markdown_table(tables, "| test | result |")  # on a GPU they pass; here they are skipped
+    assert cuda_tests == {"tests.test_cuda::test_device_cuda_ingest_matches_the_cpu_ingest":
+                          ["skipped: needs a CUDA device (the GPU suite runs it)"]}
+
     results = json.loads((out / "results.json").read_text())
-    assert [s["status"] for s in results["stages"]] == ["ok"] * 4
+    assert [s["status"] for s in results["stages"]] == ["ok"] * 5
     assert results["stages"][0]["data"]["rows"][0]["row"] == "plain"
     with tarfile.open(out / "logs.tar.gz") as archive:
         names = archive.getnames()
-    assert {"train-b32/log.txt", "train-b32/rows.json", "ingest/rows.json", "vote/vote.md"} <= set(names)
+    assert {"train-b32/log.txt", "train-b32/rows.json", "ingest/rows.json", "vote/vote.md",
+            "cuda-tests/junit.xml"} <= set(names)
     assert not [name for name in names if name.endswith((".pt", ".npy"))]
 
 
@@ -168,7 +173,8 @@ def running(pid: int) -> bool:
 
 
 def test_a_stage_over_its_budget_is_stopped_with_its_children_and_the_rest_still_reported(tmp_path):
-    """A stage that sleeps past its limit (and has started a child) is stopped; the next stage still runs."""
+    """A stage that sleeps past its limit (and has started a child) is stopped; the next stages still run, and one
+    that fails keeps both its output and the end of its log."""
     pid_file = tmp_path / "child.pid"
     sleeper = gpu_suite.Stage("sleeper", [sys.executable, "-c", (
         "import subprocess, sys, time; "
@@ -178,19 +184,26 @@ def test_a_stage_over_its_budget_is_stopped_with_its_children_and_the_rest_still
     writer = gpu_suite.Stage("writer", [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('42')",
                                         "{out}/value.txt"], budget=60,
                              render=lambda folder: gpu_suite.Section(f"value {(folder / 'value.txt').read_text()}"))
-    outcomes = [gpu_suite.Outcome(sleeper), gpu_suite.Outcome(writer)]
+    failing = gpu_suite.Stage("failing", [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('3 failed'); "
+                                          "print('what went wrong'); sys.exit(3)", "{out}/report.txt"], budget=60,
+                              render=lambda folder: gpu_suite.Section((folder / "report.txt").read_text()))
+    outcomes = [gpu_suite.Outcome(sleeper), gpu_suite.Outcome(writer), gpu_suite.Outcome(failing)]
     reports = []
-    gpu_suite.run_stages(outcomes, ["sleeper", "writer"], tmp_path / "work", deadline=float("inf"), monitor=None,
-                         on_progress=lambda: reports.append([o.status for o in outcomes]))
+    gpu_suite.run_stages(outcomes, ["sleeper", "writer", "failing"], tmp_path / "work", deadline=float("inf"),
+                         monitor=None, on_progress=lambda: reports.append([o.status for o in outcomes]))
 
     assert outcomes[0].status == "stopped at its limit of 3 s" and 3 <= outcomes[0].seconds < 30
     assert not running(int(pid_file.read_text()))  # the stage's own child went with it
     assert outcomes[1].status == "ok" and outcomes[1].section.markdown == "value 42"
-    assert reports == [["stopped at its limit of 3 s", "not run"], ["stopped at its limit of 3 s", "ok"]]
+    assert outcomes[2].status == "failed (exit 3)" and outcomes[2].section.markdown == "3 failed"
+    assert reports == [["stopped at its limit of 3 s", "not run", "not run"],
+                       ["stopped at its limit of 3 s", "ok", "not run"],
+                       ["stopped at its limit of 3 s", "ok", "failed (exit 3)"]]
 
     args = argparse.Namespace(smoke=True, budget=10, vote_epochs=0)
     info = {"date": "today", "device": "cpu", "gpu": None, "gpu_memory_gib": None, "driver": None, "cuda": None,
             "torch": "x", "torchvision": "y", "python": "3", "cpus": 2, "commit": None}
     tables = gpu_suite.write_outputs(tmp_path / "out", tmp_path / "work", outcomes, info, gpu_suite.SMOKE, args, 2, 5)
     assert "| sleeper | stopped at its limit of 3 s |" in tables and "value 42" in tables
+    assert "3 failed\n\nfailed (exit 3); the end of its log:\n\n```\nwhat went wrong\n```" in tables
     assert "No goal was measured" in tables
