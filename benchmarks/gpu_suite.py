@@ -146,8 +146,9 @@ class Section:
 class Stage:
     """One command of the suite, run from the repository root; ``{out}`` in it stands for the stage's folder.
 
-    ``budget``: seconds before it is stopped (``None``: what is left of the
-    suite's budget). ``timing``: it measures speed, so it runs alone.
+    ``title``: where its tables go. ``budget``: seconds before it is stopped
+    (``None``: what is left of the suite's budget). ``timing``: it measures
+    speed, so it runs alone.
     ``deadline_option``: the command's own option for the seconds it may run,
     which the suite passes (its limit less ``reserve``) so that it ends itself
     in time and reports what finished. ``render`` turns the stage folder into
@@ -155,6 +156,7 @@ class Stage:
     """
 
     name: str
+    title: str
     command: list[str]
     budget: float | None
     render: Callable[[Path], Section]
@@ -185,6 +187,7 @@ def stages(args: argparse.Namespace, sizes: Sizes, jobs: int) -> list[Stage]:
     for i, batch in enumerate(sizes.batches):  # named after the GPU run's batch sizes; --smoke's are smaller
         plan.append(Stage(
             name=f"train-b{GPU.batches[i]}",
+            title="docs/performance.md, Training, GPU table",
             command=[python, "benchmarks/bench_train.py", "--arch", sizes.arch, "--size", str(sizes.image),
                      "--batch", str(batch), "--label-sets", "4", "--device", device, "--steps", str(sizes.steps),
                      "--warmup", str(sizes.warmup), "--repeats", str(sizes.repeats[i]), "--json", "{out}/rows.json"],
@@ -192,23 +195,27 @@ def stages(args: argparse.Namespace, sizes: Sizes, jobs: int) -> list[Stage]:
             render=functools.partial(train_section, goals=i == 0)))
     plan.append(Stage(
         name="ingest",
+        title="docs/performance.md, Ingest, GPU table",
         command=[python, "benchmarks/bench_ingest.py", "--device", device, "--formats", "jpg",
                  "--images", str(sizes.ingest_images), "--distinct", str(sizes.ingest_distinct), "--film", sizes.film,
                  "--workers", "0" if args.smoke else str(os.cpu_count() or 1), "--json", "{out}/rows.json"],
         budget=sizes.ingest_budget,
         render=ingest_section))
     methods = ["--methods", sizes.vote_methods] if sizes.vote_methods else []
+    epochs = args.vote_epochs or sizes.vote_epochs
     plan.append(Stage(
         name="vote",
+        title="docs/results.md, the vote comparison on the CIFAR-10 subset with a ResNet-18 on a GPU",
         command=[python, "examples/vote_comparison.py", "--source", "cifar", "--data", str(args.data),
-                 "--work", "{out}/work", "--arch", sizes.vote_arch, "--device", device,
-                 "--epochs", str(args.vote_epochs or sizes.vote_epochs), "--seeds", *map(str, sizes.vote_seeds),
-                 "--noise", *map(str, sizes.vote_noise), *methods, "--jobs", str(jobs), "--tables", "{out}/vote.md"],
+                 "--work", "{out}/work", "--arch", sizes.vote_arch, "--device", device, "--epochs", str(epochs),
+                 "--seeds", *map(str, sizes.vote_seeds), "--noise", *map(str, sizes.vote_noise), *methods,
+                 "--jobs", str(jobs), "--tables", "{out}/vote.md"],
         budget=None,
-        render=vote_section,
+        render=functools.partial(vote_section, epochs=epochs),
         timing=False, deadline_option="--budget", reserve=sizes.vote_reserve))
     plan.append(Stage(
         name="cuda-tests",
+        title="the tests that need a CUDA device (a failure here is a bug to fix, not a table)",
         command=[python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_cuda.py",
                  "--junitxml", "{out}/junit.xml"],
         budget=120,
@@ -268,11 +275,13 @@ def ingest_section(folder: Path) -> Section:
     return Section(notes + "\n\n" + "\n".join(lines), goals, data)
 
 
-def vote_section(folder: Path) -> Section:
+def vote_section(folder: Path, epochs: int) -> Section:
     """vote_comparison's tables as written (their headings carry seeds, epochs, arch and trainings at a time)."""
     results = folder / "work" / "vote_comparison_cifar.json"
     data = json.loads(results.read_text()) if results.exists() else {}
-    return Section((folder / "vote.md").read_text().strip(), [], data)
+    note = (f"{epochs} epochs per training instead of the 15 of docs/results.md's CPU tables (the tiny CNN), to fit "
+            "the suite's budget; the trainings at a time are in each heading.")
+    return Section((folder / "vote.md").read_text().strip() + "\n\n" + note, [], data)
 
 
 def tests_section(folder: Path) -> Section:
@@ -285,7 +294,8 @@ def tests_section(folder: Path) -> Section:
         reason = message.splitlines()[0][:120].replace("|", "/") if message else ""
         results.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome, "reason": reason})
     counts = {key: sum(r["outcome"] == key for r in results) for key in ("passed", "failed", "error", "skipped")}
-    lines = [", ".join(f"{n} {key}" for key, n in counts.items()), "", "| test | result |", "| --- | --- |"]
+    summary = "{passed} passed, {failed} failed, {error} errors, {skipped} skipped".format(**counts)
+    lines = [summary, "", "| test | result |", "| --- | --- |"]
     lines += [f"| {r['test']} | {r['outcome']}{': ' + r['reason'] if r['reason'] else ''} |" for r in results]
     return Section("\n".join(lines), [], {"tests": results})
 
@@ -488,8 +498,7 @@ def vote_jobs(args: argparse.Namespace, info: dict) -> int:
 
 
 # --------------------------------------------------------------------------- the report
-def report(outcomes: list[Outcome], info: dict, sizes: Sizes, args: argparse.Namespace, jobs: int,
-           seconds: float) -> str:
+def report(outcomes: list[Outcome], info: dict, sizes: Sizes, args: argparse.Namespace, seconds: float) -> str:
     """tables.md: the heading (machine, date), how each stage went, the goals, then each stage's section."""
     gpu = info["gpu"] or "no GPU"
     lines = [f"# GPU suite{' (smoke run)' if args.smoke else ''}: {info['date']}, {gpu}", "",
@@ -513,32 +522,19 @@ def report(outcomes: list[Outcome], info: dict, sizes: Sizes, args: argparse.Nam
         if goals else ["No goal was measured (their stages did not finish)."]
     for o in outcomes:
         if o.section is not None or o.log_tail:
-            lines += ["", f"## {o.stage.name}: {TITLES.get(o.stage.name.split('-')[0], '')}", "",
+            lines += ["", f"## {o.stage.name}: {o.stage.title}", "",
                       f"`{_shown(o.command)}`", ""]
             if o.section:
                 lines.append(o.section.markdown)
             if o.log_tail:
                 lines.append(("\n" if o.section else "") + f"{o.status}; the end of its log:\n\n```\n{o.log_tail}\n```")
-    if any(o.stage.name == "vote" and o.section for o in outcomes):
-        lines += ["", f"Vote comparison: {jobs} trainings side by side on the one device; "
-                      f"{args.vote_epochs or sizes.vote_epochs} epochs (docs/results.md's CPU tables: the tiny CNN, "
-                      "15 epochs) to fit the suite's budget."]
     return "\n".join(lines) + "\n"
-
-
-#: Where each kind of stage's tables go in the docs.
-TITLES = {
-    "train": "docs/performance.md, Training, GPU table",
-    "ingest": "docs/performance.md, Ingest, GPU table",
-    "vote": "docs/results.md, the vote comparison on the CIFAR-10 subset with a ResNet-18 on a GPU",
-    "cuda": "the tests that need a CUDA device (a failure here is a bug to fix, not a table)",
-}
 
 
 def write_outputs(out: Path, work: Path, outcomes: list[Outcome], info: dict, sizes: Sizes,
                   args: argparse.Namespace, jobs: int, seconds: float) -> str:
     """tables.md, results.json and logs.tar.gz into ``out``, each replaced whole; returns tables.md's text."""
-    tables = report(outcomes, info, sizes, args, jobs, seconds)
+    tables = report(outcomes, info, sizes, args, seconds)
     write_text(out / "tables.md", tables)
     write_json(out / "results.json", {
         "machine": info, "smoke": args.smoke, "budget_s": args.budget or sizes.budget, "seconds": seconds,
@@ -588,7 +584,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out is None:
         if not os.environ.get("OUT"):
-            parser.error("--out is required where $OUT is not set")
+            fail("--out is required where $OUT is not set")
         args.out = Path(os.environ["OUT"]) / "gpu-suite"
     return args
 

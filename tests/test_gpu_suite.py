@@ -122,7 +122,8 @@ def test_smoke_run_writes_every_table_without_the_codec_packages(tmp_path):
     vote = markdown_table(tables, "| method | test accuracy |")
     assert list(vote) == ["mv", "ltv_reliability", "clean labels (ceiling)"]
     assert all(0 <= number(cells[0]) <= 1 for cells in vote.values())
-    assert "seeds 0, 1 epochs, arch tiny" in tables and "2 trainings side by side" in tables
+    assert "seeds 0, 1 epochs, arch tiny" in tables and "2 trainings at a time" in tables
+    assert "1 epochs per training instead of the 15" in tables
 
     cuda_tests = markdown_table(tables, "| test | result |")  # on a GPU they pass; here they are skipped
     assert cuda_tests == {"tests.test_cuda::test_device_cuda_ingest_matches_the_cpu_ingest":
@@ -176,17 +177,21 @@ def test_a_stage_over_its_budget_is_stopped_with_its_children_and_the_rest_still
     """A stage that sleeps past its limit (and has started a child) is stopped; the next stages still run, and one
     that fails keeps both its output and the end of its log."""
     pid_file = tmp_path / "child.pid"
-    sleeper = gpu_suite.Stage("sleeper", [sys.executable, "-c", (
-        "import subprocess, sys, time; "
-        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
-        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(120)")], budget=3,
-        render=lambda folder: gpu_suite.Section("never"))
-    writer = gpu_suite.Stage("writer", [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('42')",
-                                        "{out}/value.txt"], budget=60,
-                             render=lambda folder: gpu_suite.Section(f"value {(folder / 'value.txt').read_text()}"))
-    failing = gpu_suite.Stage("failing", [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('3 failed'); "
-                                          "print('what went wrong'); sys.exit(3)", "{out}/report.txt"], budget=60,
-                              render=lambda folder: gpu_suite.Section((folder / "report.txt").read_text()))
+    python = sys.executable
+    sleeper = gpu_suite.Stage(
+        "sleeper", "nowhere",
+        [python, "-c", "import subprocess, sys, time; "
+                       "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+                       f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(120)"],
+        budget=3, render=lambda folder: gpu_suite.Section("never"))
+    writer = gpu_suite.Stage(
+        "writer", "nowhere", [python, "-c", "import sys; open(sys.argv[1], 'w').write('42')", "{out}/value.txt"],
+        budget=60, render=lambda folder: gpu_suite.Section(f"value {(folder / 'value.txt').read_text()}"))
+    failing = gpu_suite.Stage(
+        "failing", "nowhere",
+        [python, "-c", "import sys; open(sys.argv[1], 'w').write('3 failed'); print('what went wrong'); sys.exit(3)",
+         "{out}/report.txt"],
+        budget=60, render=lambda folder: gpu_suite.Section((folder / "report.txt").read_text()))
     outcomes = [gpu_suite.Outcome(sleeper), gpu_suite.Outcome(writer), gpu_suite.Outcome(failing)]
     reports = []
     gpu_suite.run_stages(outcomes, ["sleeper", "writer", "failing"], tmp_path / "work", deadline=float("inf"),
