@@ -10,7 +10,7 @@ names, not rows.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -33,8 +33,32 @@ def set_verbosity(level: int) -> None:
 
 
 def verbosity() -> int:
-    """The current level (0 quiet, 1 normal, 2 verbose), for callers that draw their own live views."""
+    """The current level (0 quiet, 1 normal, 2 verbose); whether to draw a live view is :func:`progress_bars`."""
     return _verbosity
+
+
+def progress_bars() -> bool:
+    """Whether to draw progress bars: not with --quiet, and only on a terminal.
+
+    A log file or a pipe would get each bar's final state as one more line
+    (``ltv train`` printed every epoch twice: its line, then its bar), so
+    there the result lines alone tell the story.
+    """
+    return _verbosity >= 1 and console.is_terminal
+
+
+@contextmanager
+def console_to(file: TextIO) -> Iterator[None]:
+    """Send everything the shared console prints to ``file`` for a while (a worker's log file).
+
+    Afterwards it writes to whatever ``sys.stderr`` is at the time again (a
+    test runner swaps it per command), not to the stream it had before.
+    """
+    console.file = file
+    try:
+        yield
+    finally:
+        console.file = None  # rich: no file of its own, so sys.stderr when printing
 
 
 def log(message: str, *, level: int = 1) -> None:
@@ -52,10 +76,11 @@ def warn(message: str) -> None:
 def track(total: int, description: str) -> Iterator[Callable[[int], None]]:
     """A progress bar over ``total`` items; yields ``advance(n)``.
 
-    With --quiet (or when nothing is to be done) the bar is not drawn, and
-    ``advance`` is a no-op, so callers never branch on verbosity.
+    With --quiet, off a terminal (see :func:`progress_bars`) or when nothing
+    is to be done the bar is not drawn, and ``advance`` is a no-op, so
+    callers never branch on verbosity.
     """
-    if _verbosity == 0 or total == 0:
+    if not progress_bars() or total == 0:
         yield lambda n=1: None
         return
     columns = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from pathlib import Path
 
@@ -415,3 +416,21 @@ def test_nothing_to_evaluate_and_run_without_dataset_are_errors(cli, hand, tmp_p
                                     ok=False).output
     assert "--unknown-ids 'maybe'" in cli("evaluate", "-p", paths["good"], "--labels", paths["labels"],
                                           "--unknown-ids", "maybe", ok=False).output
+
+
+@pytest.mark.parametrize("columns", ["80", "300"])
+def test_the_terminal_table_fits_its_width_without_cutting_a_cell(cli, hand, monkeypatch, columns):
+    """Nine long-named models: one table with intervals on a wide terminal; at 80 columns, AUCs in tables that fit."""
+    paths, *_ = hand
+    names = [f"model_number_{k}" for k in range(1, 10)]
+    monkeypatch.setenv("COLUMNS", columns)
+    out = cli("evaluate", "--labels", paths["labels"], "--bootstrap", "20",
+              *[arg for name in names for arg in ("-p", f"{name}={paths['good']}")]).output
+    tables = [line for line in out.splitlines() if line[:1] in "┏┃┡│├└"]
+    assert max(map(len, tables)) <= int(columns) and "…" not in out
+    for name in names:
+        assert f" {name} ┃" in out
+    wide = columns == "300"
+    score_tables = len(re.findall(r"^┃ finding ", out, re.M))
+    assert score_tables == 1 if wide else score_tables > 1
+    assert ("AUC [95% CI]" in out) == wide and ("AUC (intervals: widen the terminal" in out) == (not wide)

@@ -8,37 +8,45 @@ from typing import Optional
 import typer
 
 from ltvcli.cli.app import app, command
-from ltvcli.evaluate import evaluate, print_result, write_outputs
-from ltvcli.evaluate.tables import split_name
+from ltvcli.cli.choices import CHECKPOINTS, DEVICES, SPLITS, UNKNOWN_IDS, choice
 from ltvcli.outputs import EVALUATION, check_output
 
 
 @command(app, "evaluate")
 def evaluate_command(
     runs: Optional[list[str]] = typer.Argument(
-        None, help="Run folders from `ltv train` (their best checkpoint); NAME=RUN names the column."),
+        None, metavar="[NAME=]RUN", help="Run folders from `ltv train` (their best checkpoint); NAME=RUN names the "
+                                          "column."),
     dataset: Optional[Path] = typer.Option(
         None, "--dataset", "-d", help="Dataset folder: images for the runs, its label sets, its ground truth."),
     labels: Optional[Path] = typer.Option(
         None, "--labels", help="Hand-labelled ground truth CSV: image (or image_id/dicom_id, or study_id) and "
                                "one 1/0/blank column per finding. Replaces the dataset's ground truth."),
     predictions: Optional[list[str]] = typer.Option(
-        None, "--predictions", "-p", help="[NAME=]FILE: image id and one probability column per finding "
-                                          "(repeatable; the column is named NAME or the file stem)."),
+        None, "--predictions", "-p", metavar="[NAME=]FILE",
+        help="A table of image id and one probability column per finding (repeatable; the column is named NAME or "
+             "the file stem)."),
     compare: Optional[tuple[str, str]] = typer.Option(
-        None, "--compare", help="Two column names to compare (default: the first two models)."),
+        None, "--compare", metavar="NAME NAME", help="Two column names to compare (default: the first two models)."),
     n_boot: int = typer.Option(1000, "--bootstrap", help="Stratified bootstrap resamples (0: no intervals)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the resamples."),
     unknown_ids: str = typer.Option(
-        "error", "--unknown-ids", help="Label-file ids that match no image: error, or warn (leave them out)."),
-    split: str = typer.Option("test", "--split", help="Split scored against the dataset's own ground truth."),
+        "error", "--unknown-ids", metavar=choice(UNKNOWN_IDS),
+        help="Label-file ids that match no image: error, or warn (leave them out)."),
+    split: str = typer.Option("test", "--split", metavar=choice(SPLITS),
+                              help="Split scored against the dataset's own ground truth."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Folder for auc.csv/accuracy.csv, evaluation.json, table.md, roc/*.png."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="Which checkpoint of each run to score."),
-    device: str = typer.Option("auto", "--device", help="Device for the runs' predictions: auto, cuda or cpu."),
+    checkpoint: str = typer.Option("best", "--checkpoint", metavar=choice(CHECKPOINTS),
+                                   help="Which checkpoint of each run to score."),
+    device: str = typer.Option("auto", "--device", metavar=choice(DEVICES),
+                               help="Device for the runs' predictions: auto (a GPU when there is one), cuda or cpu."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier evaluation folder at --out."),
 ) -> None:
     """ROC AUC per finding with bootstrap CIs (accuracy for multi-class), paired comparison with DeLong's test."""
+    from ltvcli.evaluate import evaluate, print_result, write_outputs
+    from ltvcli.evaluate.tables import split_name
+
     if out is not None:  # before the work: a bad --out must not cost the evaluation
         read = [split_name(spec)[1] for spec in [*(runs or ()), *(predictions or ())]] + [dataset, labels]
         check_output(out, EVALUATION, inputs=read, force=force)

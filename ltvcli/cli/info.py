@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ltvcli.cli.app import app, command
-from ltvcli.dataset import Dataset, summarize
+from ltvcli.cli.choices import SPLITS, choice
+from ltvcli.errors import OptionError
 from ltvcli.findings import short_name
 
 stdout = Console(soft_wrap=False)
@@ -20,9 +21,13 @@ stdout = Console(soft_wrap=False)
 def info(
     dataset: Path = typer.Argument(..., help="A dataset folder written by `ltv ingest`."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON document."),
-    split: str = typer.Option("train", help="Split whose label counts the tables show."),
+    split: str = typer.Option("train", metavar=choice(SPLITS), help="Split whose label counts the tables show."),
 ) -> None:
     """Counts per split and view, positives / uncertains per labeller, label-set disagreement."""
+    from ltvcli.dataset import Dataset, summarize
+
+    if split not in SPLITS:
+        raise OptionError("split", f"{split!r}: expected one of {', '.join(SPLITS)}")
     summary = summarize(Dataset.open(dataset))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -46,7 +51,9 @@ def _print_overview(summary: dict) -> None:
               else "no images" if summary.get("features") else "label-only (no images)")
     if summary.get("features"):
         pixels += f", {summary['features']['dim']}-dim features ({summary['features']['model']})"
-    table = Table(title=f"{summary['path']}: {summary['n_images']} images, {summary['task']}, {pixels}")
+    # The heading is a line of its own: as the title of this narrow table it would wrap into a column.
+    stdout.print(f"{summary['path']}: {summary['n_images']} images, {summary['task']}, {pixels}", highlight=False)
+    table = Table()
     table.add_column("split")
     table.add_column("images", justify="right")
     for split, count in summary["splits"].items():
@@ -121,8 +128,8 @@ def _print_labellers(summary: dict, split: str) -> None:
     table = Table(title=f"raw labeller output, {split} split (the paper's Table 1): positive, uncertain, u/p")
     table.add_column("finding")
     for labeller in summary["labellers"]:
-        for part in ("p", "u", "u/p"):
-            table.add_column(f"{labeller} {part}", justify="right")
+        for part in ("p", "u", "u/p"):  # labeller over part, two lines: the table fits 80 columns
+            table.add_column(f"{labeller}\n{part}", justify="right")
     for cls in summary["classes"]:
         row = [short_name(cls)]
         for per_split in summary["labellers"].values():

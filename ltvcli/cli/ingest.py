@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ltvcli.cli.app import command, ingest_app
+from ltvcli.cli.choices import BLANK_POLICIES, DEVICES, IMAGE_FORMATS, MISSING_LABELS, NPZ_TASKS, TABLE_TASKS, choice
 from ltvcli.console import log
 from ltvcli.errors import LtvError
 
@@ -17,7 +18,7 @@ FORCE = typer.Option(False, "--force", help="Replace the ltv dataset already at 
                                             "replaced).")
 SIZE = typer.Option(256, "--size", help="Side of the square cache images, in pixels.")
 WORKERS = typer.Option(None, "--workers", help="Decoding processes (default: min(8, CPU count); 0 = this process).")
-DEVICE = typer.Option("cpu", "--device", help="cpu: decode in worker processes; cuda: decode JPEGs in batches "
+DEVICE = typer.Option("cpu", "--device", metavar=choice(DEVICES), help="cpu: decode in worker processes; cuda: decode JPEGs in batches "
                                                "on the GPU (nvJPEG), other files on the CPU; auto: cuda when "
                                                "there is one.")
 STRICT = typer.Option(False, "--strict", help="Stop at the first unreadable image (default: list it in "
@@ -64,21 +65,23 @@ def mimic(
     split: Path = typer.Option(..., help="mimic-cxr-2.0.0-split.csv[.gz] (the official split)"),
     negbio: Path = typer.Option(..., help="mimic-cxr-2.0.0-negbio.csv[.gz]"),
     chexpert: Path = typer.Option(..., help="mimic-cxr-2.0.0-chexpert.csv[.gz]"),
-    images: Optional[Path] = typer.Option(None, help="Root holding files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg|.dcm"),
+    images: Optional[Path] = typer.Option(None, help="Root of the image tree: files/pXX/pSUBJECT/sSTUDY/ holding "
+                                                     "<dicom_id>.jpg or .dcm"),
     no_images: bool = NO_IMAGES,
     out: Path = OUT,
     size: int = SIZE,
     views: str = typer.Option("PA,AP", help="ViewPosition values to keep, comma-separated, or 'all'."),
     uncertain: str = typer.Option("u0,u1", help="Uncertainty policies, one label set per labeller and policy: "
                                                 "u0, u1, ignore (= missing)."),
-    blank: str = typer.Option("0", help="What a blank (not mentioned) finding becomes: 0, 1 or ignore."),
+    blank: str = typer.Option("0", metavar=choice(BLANK_POLICIES),
+                              help="What a blank (not mentioned) finding becomes: 0, 1 or ignore."),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="Hand-labelled CSV keyed by dicom_id "
                                                 "(or image) or study_id, one column per finding, values 1/0/blank."),
     reports: Optional[Path] = typer.Option(None, help="Root of files/pXX/pSUBJECT/sSTUDY.txt (default: --images)."),
-    image_format: str = typer.Option("auto", "--image-format", help="auto (per image: .jpg if present, else .dcm), "
-                                                                    "jpg or dcm."),
-    missing_labels: str = typer.Option("error", "--missing-labels", help="A study without a row in a label CSV: "
-                                                                         "error, or skip its images."),
+    image_format: str = typer.Option("auto", "--image-format", metavar=choice(IMAGE_FORMATS),
+                                     help="auto (per image: .jpg if present, else .dcm), jpg or dcm."),
+    missing_labels: str = typer.Option("error", "--missing-labels", metavar=choice(MISSING_LABELS),
+                                       help="A study without a row in a label CSV: error, or skip its images."),
     workers: Optional[int] = WORKERS,
     device: str = DEVICE,
     strict: bool = STRICT,
@@ -236,12 +239,13 @@ def table(
                                         "the random split keeps each group in one split. Used, never stored."),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="Trusted labels: image,label or "
                                                 "image,finding,value or image,<class>,..."),
-    task: str = typer.Option("auto", help="auto (from the columns), multilabel or multiclass."),
+    task: str = typer.Option("auto", metavar=choice(TABLE_TASKS), help="auto (from the columns), multilabel or "
+                                                                       "multiclass."),
     classes: Optional[str] = typer.Option(None, help="Class names in order, comma-separated (default: from the "
                                                      "file)."),
     uncertain: str = typer.Option("u0,u1", help="Uncertainty policies for labellers with -1/hedge/uncertain "
                                                 "cells, one label set per policy: u0, u1, ignore (U-Zeros, U-Ones)."),
-    channels: int = typer.Option(1, help="1 (grayscale) or 3 (RGB)."),
+    channels: int = typer.Option(1, metavar="[1|3]", help="1 (grayscale) or 3 (RGB)."),
     size: int = SIZE,
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of images (of groups with --group) "
                                                                    "drawn for validate when the table has no "
@@ -291,8 +295,9 @@ def cifar10(
 def npz(
     path: Path = typer.Argument(..., help="A .npz with <split>_images and <split>_labels (split: train, val, test)."),
     out: Path = OUT,
-    task: str = typer.Option("auto", help="auto (one label column: multiclass; several 0/1 columns: multilabel), "
-                                          "multiclass or multilabel."),
+    task: str = typer.Option("auto", metavar=choice(NPZ_TASKS),
+                             help="auto (one label column: multiclass; several 0/1 columns: multilabel), multiclass "
+                                  "or multilabel."),
     classes: str = typer.Option("", help="Class names, comma-separated (default: the file's class_names)."),
     val_fraction: Optional[float] = typer.Option(
         None, "--val-fraction", help="Pool train and val and hold out this share as validate (default: the "

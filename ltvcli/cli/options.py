@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 import typer
 
+from ltvcli.cli.choices import choice
 from ltvcli.errors import spell_parameters
 from ltvcli.options import Declared
 
@@ -30,8 +31,8 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def parameter(item: Declared, *, help: str | None = None, argument: bool = False, path: bool = False,  # noqa: A002
-              panel: str | None = None) -> inspect.Parameter:
+def parameter(item: Declared, *, help: str | None = None,  # noqa: A002
+              argument: bool = False, path: bool = False) -> inspect.Parameter:
     """The Typer parameter of one declared option: its flag (or a positional ``argument``), default, help, choices.
 
     ``path`` types it as a path (shell completion; the option still receives a
@@ -43,7 +44,7 @@ def parameter(item: Declared, *, help: str | None = None, argument: bool = False
         return _keyword(item.name, typer.Argument(..., help=text), kind)
     choices = item.rule.allowed()
     info = typer.Option(... if item.required else item.default, flag(item.name), help=text,
-                        metavar=f"[{'|'.join(choices)}]" if choices else None, rich_help_panel=panel)
+                        metavar=choice(choices) if choices else None)
     return _keyword(item.name, info, Optional[kind] if item.optional else kind)
 
 

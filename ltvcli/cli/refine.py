@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pandas as pd
 import typer
@@ -12,16 +12,19 @@ from rich.console import Console
 from rich.table import Table
 
 from ltvcli.atomic import write_csv
-from ltvcli.backbones import ARCHS
+from ltvcli.cli import choices
 from ltvcli.cli.app import app, command, ingest_app
 from ltvcli.console import log
 from ltvcli.errors import OptionError
 from ltvcli.outputs import REFINE_RESULTS, REFINE_SUMMARY, check_output
-from ltvcli.runtime import DEVICES
+
+if TYPE_CHECKING:  # torch comes with it: `ltv --help` imports this module
+    from ltvcli.refine import CoteachConfig
 
 LABELS = typer.Option("majority", "--labels", help="Training label per entry: a label set name, or an aggregator "
                                                    "(majority, soft_mean, dawid_skene).")
-ARCH = typer.Option("resnet18", "--arch", help="Backbone of both networks.", metavar=f"[{'|'.join(ARCHS)}]")
+ARCH = typer.Option("resnet18", "--arch", metavar=choices.choice(choices.ARCHS),
+                    help="Backbone of both networks: tiny, resnet18, resnet34 or resnet50.")
 EPOCHS = typer.Option(20, "--epochs", help="Co-teaching epochs.")
 WARMUP = typer.Option(10, "--warmup", help="Epochs over which the forget rate ramps up; the VoG mix starts after.")
 VOG_EPOCHS = typer.Option(5, "--vog-epochs", help="VoG = std of the final-layer gradient over this many last epochs.")
@@ -30,16 +33,17 @@ FORGET = typer.Option(None, "--forget-rate", help="Share of each finding's label
                                                   "from label-set disagreement).")
 BATCH = typer.Option(64, "--batch-size", help="Batch size.")
 LR = typer.Option(1e-3, "--lr", help="Adam learning rate.")
-DEVICE = typer.Option("auto", "--device", help="Where to train: auto (CUDA if present), cuda or cpu.",
-                      metavar=f"[{'|'.join(DEVICES)}]")
+DEVICE = typer.Option("auto", "--device", metavar=choices.choice(choices.DEVICES),
+                      help="Where to train: auto (CUDA if present), cuda or cpu.")
 WORKERS = typer.Option(2, "--workers", help="Threads reading images ahead (0: read in the main thread).")
-CANDIDATES = typer.Option("suspected", "--candidates", help="Pool to pick from: suspected (labels co-teaching "
-                                                            "dropped) or all (every label not answered yet).")
+CANDIDATES = typer.Option("suspected", "--candidates", metavar=choices.choice(choices.CANDIDATES),
+                         help="Pool to pick from: suspected (labels co-teaching dropped) or all (every label "
+                              "not answered yet).")
 
 
 def _config(labels: str, arch: str, epochs: int, warmup: int, vog_epochs: int, mix_ratio: float,
             forget_rate: Optional[float], batch_size: int, lr: float, seed: int, device: str,
-            workers: int):
+            workers: int) -> CoteachConfig:
     from ltvcli.refine import CoteachConfig  # imports torch
 
     return CoteachConfig(labels=labels, arch=arch, epochs=epochs, warmup=warmup, vog_epochs=vog_epochs,
@@ -52,8 +56,8 @@ def refine_command(
     dataset: Path = typer.Argument(..., help="A dataset folder with label sets."),
     budget: int = typer.Option(..., "--budget", help="At most this many labels in the queue."),
     out: Path = typer.Option(..., "--out", help="The queue, QUEUE.csv (the sheet goes to QUEUE.html)."),
-    strategy: str = typer.Option("entropy", "--strategy", help="entropy, least_confidence, margin, bald, coreset, "
-                                                               "loss or random."),
+    strategy: str = typer.Option("entropy", "--strategy", metavar="STRATEGY",
+                                 help=f"Active-learning score: {' | '.join(choices.STRATEGIES)}."),
     candidates: str = CANDIDATES,
     run: Optional[Path] = typer.Option(None, "--run", help="Folder to save the selection phase in, or to reuse it "
                                                            "from when it is already there."),

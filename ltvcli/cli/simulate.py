@@ -20,7 +20,9 @@ def simulate(
     noise: float = typer.Option(0.3, help="Noise level of HS, SF, OC and AVG without a level of their own (0-1); "
                                           "AD is always 100 % wrong."),
     seed: int = typer.Option(0, help="Seed of the label draws."),
-    matrices: Path = typer.Option(None, help="JSON file of extra annotators: {name: [[row], ...]}."),
+    matrices: Path = typer.Option(None, help="JSON file of extra annotators, one confusion matrix each (row: "
+                                             "true class, column: the label given), e.g.\n\n\b\n"
+                                             '{"resident": [[0.9, 0.1], [0.3, 0.7]]}'),
     hardness: float = typer.Option(0.0, help="0: errors fall on any image (the paper). Above 0 each class keeps "
                                              "its number of errors, drawn with probability ∝ difficulty^HARDNESS, "
                                              "so they gather on the images hardest to classify (try 4)."),

@@ -7,11 +7,9 @@ from pathlib import Path
 import typer
 
 from ltvcli.cli.app import app, command
-from ltvcli.dataset import Dataset
+from ltvcli.cli.choices import DEVICES, POOLINGS, choice
 from ltvcli.errors import LtvError
 from ltvcli.outputs import DATASET, check_output
-from ltvcli.text import embed_reports, import_embeddings
-from ltvcli.text.store import ARRAY_FILE
 
 
 @command(app, "embed-reports")
@@ -22,12 +20,17 @@ def embed_reports_command(
     embeddings: Path = typer.Option(None, "--embeddings", help="Use embeddings made elsewhere instead: .csv, "
                                                                ".parquet, .npz, or .npy with --ids."),
     ids: Path = typer.Option(None, "--ids", help="With a .npy --embeddings file: CSV with the id of each row."),
-    pooling: str = typer.Option("cls", help="cls: the [CLS] token of the last layer; mean: mean of its tokens."),
+    pooling: str = typer.Option("cls", metavar=choice(POOLINGS),
+                                help="cls: the [CLS] token of the last layer; mean: mean of its tokens."),
     batch_size: int = typer.Option(32, "--batch-size", help="Reports per forward pass."),
     max_length: int = typer.Option(512, "--max-length", help="Reports are truncated to this many tokens."),
-    device: str = typer.Option("auto", help="auto (GPU when there is one), cuda or cpu."),
+    device: str = typer.Option("auto", metavar=choice(DEVICES), help="auto (GPU when there is one), cuda or cpu."),
 ) -> None:
     """Embed each image's report with a BERT-like model (or import vectors) into text_embeddings.npy."""
+    from ltvcli.dataset import Dataset
+    from ltvcli.text import embed_reports, import_embeddings
+    from ltvcli.text.store import ARRAY_FILE
+
     if (model is None) == (embeddings is None):
         raise LtvError("give exactly one of --model PATH (compute) or --embeddings FILE (import)")
     if ids is not None and embeddings is None:

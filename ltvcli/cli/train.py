@@ -3,8 +3,8 @@
 ``ltv train``'s options are not listed here: they are the fields of
 :class:`~ltvcli.runs.config.TrainConfig` (the run's) and of each fusion
 method's options dataclass (:mod:`ltvcli.fusion.registry`), turned into flags
-by :mod:`ltvcli.cli.options`. The method options come last, in their own help
-panel, each introduced by the methods that take it; the command hands the
+by :mod:`ltvcli.cli.options`. The method options come last, each introduced
+by the methods that take it; the command hands the
 core only the ones the user gave, and warns about those the chosen method
 does not take. Torch is imported inside the commands, so ``ltv --help``
 stays fast.
@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from ltvcli.cli.app import app, command
+from ltvcli.cli.choices import CHECKPOINTS, DEVICES, SPLITS, choice
 from ltvcli.cli.options import flag, parameter, with_options
 from ltvcli.console import log, warn
 from ltvcli.fusion.registry import METHODS, MethodSpec, declaring, method_spec, split_options
@@ -27,7 +28,6 @@ from ltvcli.runs.config import TrainConfig
 _CHECKPOINT_HELP = "Which checkpoint: best (best validation score) or last."
 #: Options given as paths on the command line (completion), strings in TrainConfig.
 _PATHS = ("dataset", "out", "pretrained")
-_METHOD_PANEL = "Fusion method options"
 
 
 def _method_phrase(spec: MethodSpec) -> str:
@@ -56,7 +56,7 @@ def _train_parameters() -> list[inspect.Parameter]:
     run = [parameter(item, argument=item.name == "dataset", path=item.name in _PATHS)
            for item in TrainConfig.declared()]
     declared = {item.name: item for spec in METHODS for item in spec.options.declared()}
-    methods = [parameter(item, help=f"{_scope(declaring(name))}: {item.rule.help}.", panel=_METHOD_PANEL)
+    methods = [parameter(item, help=f"{_scope(declaring(name))}: {item.rule.help}.")
                for name, item in declared.items() if name not in TrainConfig.names()]
     return run + methods
 
@@ -94,9 +94,10 @@ def export_labels_command(
     run: Path = typer.Argument(..., help="A run folder written by `ltv train`."),
     dataset: Path = typer.Argument(..., help="The dataset to refine (same classes and label sets as the run's)."),
     out: Path = typer.Option(..., "--out", help="Output table, .csv or .parquet."),
-    split: list[str] = typer.Option(["train"], "--split", help="Split(s) to export (repeatable), or all."),
-    checkpoint: str = typer.Option("best", help=_CHECKPOINT_HELP),
-    device: str = typer.Option("auto", help="auto, cuda or cpu."),
+    split: list[str] = typer.Option(["train"], "--split", metavar=choice(SPLITS + ("all",)),
+                                    help="Split(s) to export (repeatable), or all."),
+    checkpoint: str = typer.Option("best", metavar=choice(CHECKPOINTS), help=_CHECKPOINT_HELP),
+    device: str = typer.Option("auto", metavar=choice(DEVICES), help="auto, cuda or cpu."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier export at --out."),
 ) -> None:
     """Write the refined label, its binarisation and each label set's vote weight, per image and class."""
@@ -114,9 +115,9 @@ def predict_command(
     run: Path = typer.Argument(..., help="A run folder written by `ltv train`."),
     dataset: Path = typer.Argument(..., help="The dataset to score (same classes as the run's)."),
     out: Path = typer.Option(..., "--out", help="Output table, .csv or .parquet."),
-    split: str = typer.Option("test", help="train, validate, test, or all."),
-    checkpoint: str = typer.Option("best", help=_CHECKPOINT_HELP),
-    device: str = typer.Option("auto", help="auto, cuda or cpu."),
+    split: str = typer.Option("test", metavar=choice(SPLITS + ("all",)), help="train, validate, test, or all."),
+    checkpoint: str = typer.Option("best", metavar=choice(CHECKPOINTS), help=_CHECKPOINT_HELP),
+    device: str = typer.Option("auto", metavar=choice(DEVICES), help="auto, cuda or cpu."),
     force: bool = typer.Option(False, "--force", help="Replace earlier predictions at --out."),
 ) -> None:
     """Write per-image class probabilities (sigmoid for multi-label, softmax for multi-class)."""

@@ -1,9 +1,11 @@
 """``ltv demo``: generate the synthetic MIMIC example, then run the pipeline on it.
 
 The pipeline is a list of named steps (:data:`STEPS`), each a function that
-reads and fills one :class:`DemoResult` and returns a one-line outcome. Later
-stages of ltv (train, export-labels, evaluate) join the demo by appending a
-:class:`DemoStep`; :func:`run_demo` numbers, times and logs whatever is there.
+reads and fills one :class:`DemoResult` and returns a one-line outcome;
+:func:`run_demo` numbers, times and logs them, and hands the result to an
+optional ``after_step`` callback (the CLI prints the ``ltv info`` tables right
+after the ingest that way). The trainings run side by side
+(:mod:`ltvcli.demo.runs`).
 
 Output folder layout::
 
@@ -12,6 +14,7 @@ Output folder layout::
     OUT/dataset/        the ingested ltv dataset (with report embeddings, unless --no-text)
     OUT/report-embeddings.npz  the reports' TF-IDF + SVD vectors, a stand-in for BioBERT (ltvcli.demo.embeddings)
     OUT/runs/<method>/  one training run per method (ltv train), and <method>+text for TEXT_METHODS
+    OUT/runs/<method>.log  that run's own messages (its command, epoch lines, warnings)
     OUT/ltv-labels.csv  learning-to-vote's refined labels and vote weights (ltv export-labels)
     OUT/evaluation/     AUCs of every run and label set on the hand-labelled test split (ltv evaluate)
 
@@ -32,18 +35,12 @@ from typing import Callable, Sequence
 from ltvcli import atomic
 from ltvcli.console import log
 from ltvcli.dataset import Dataset, summarize
+from ltvcli.demo.runs import (DEMO_METHODS, TEXT_SUFFIX, VoteSummary, default_jobs, planned_runs, run_outcome,
+                              single_threaded, train_side_by_side, vote_summary)
 from ltvcli.demo.synth import (DEFAULT_SUBJECTS, SOURCE_SIZE, DemoFiles, check_example_options, existing_example,
                                generate_mimic_example)
+from ltvcli.errors import OptionError
 from ltvcli.outputs import DEMO, check_output
-
-#: What the demo trains: the paper's R50 baseline on one label set (NegBio, uncertain -> 1), the
-#: majority vote, the confusion-matrix method and learning-to-vote. "single" trains on BASELINE_SET.
-DEMO_METHODS = ("single", "mv", "cm", "ltv")
-BASELINE_SET = "negbio_u1"
-#: Methods trained a second time with the report embeddings (``ltv train --text``), as run ``<method>+text``:
-#: the paper's image+text setting next to the image-only one.
-TEXT_METHODS = ("single", "ltv")
-TEXT_SUFFIX = "+text"
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,7 @@ class DemoOptions:
     lr: float = 1e-3  # the paper's 1e-4 suits a pretrained ResNet-50; a small CNN from scratch needs more
     methods: tuple[str, ...] = DEMO_METHODS
     text: bool = True  # embed the reports and add the image+text runs
+    jobs: int | None = None  # trainings at once, one thread each; None: one per CPU core
 
 
 @dataclass
@@ -69,7 +67,8 @@ class DemoResult:
     files: DemoFiles | None = None
     dataset: Dataset | None = None
     summary: dict | None = None  # ltvcli.dataset.summarize of the dataset (what `ltv info --json` prints)
-    runs: dict[str, Path] = field(default_factory=dict)  # method -> run folder
+    runs: dict[str, Path] = field(default_factory=dict)  # run name -> run folder, in the evaluation's order
+    votes: list[VoteSummary] = field(default_factory=list)  # what the vote did in each learning-to-vote run
     evaluation: object | None = None  # ltvcli.evaluate.EvaluationResult
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
 
@@ -101,7 +100,8 @@ def generate(result: DemoResult) -> str:
 
 
 def ingest(result: DemoResult) -> str:
-    """``ltv ingest mimic`` on the example: frontal views, four label sets, hand-labelled test ground truth."""
+    """``ltv ingest mimic`` on the example (frontal views, four label sets, hand-labelled test ground truth),
+    then the counts ``ltv info`` shows."""
     from ltvcli.ingest.mimic import ingest_mimic
 
     f = result.files
@@ -109,15 +109,11 @@ def ingest(result: DemoResult) -> str:
                                   images=f.images, out=result.dataset_dir, size=result.options.size,
                                   ground_truth=f.ground_truth, reports=f.reports, workers=result.options.workers,
                                   force=True)  # the demo owns OUT/dataset: a re-run rebuilds it
-    return f"wrote {result.dataset_dir}: {len(result.dataset)} images, label sets " \
-           f"{', '.join(result.dataset.label_set_names)}"
-
-
-def summary(result: DemoResult) -> str:
-    """The counts `ltv info` shows: splits, views, labeller positives / uncertains, disagreement."""
     result.summary = summarize(result.dataset)
     splits = ", ".join(f"{name} {count}" for name, count in result.summary["splits"].items())
-    return f"{splits}; ground truth on {result.summary.get('ground_truth', {}).get('test', 0)} test images"
+    return f"wrote {result.dataset_dir}: {len(result.dataset)} images ({splits}), label sets " \
+           f"{', '.join(result.dataset.label_set_names)}, ground truth on " \
+           f"{result.summary.get('ground_truth', {}).get('test', 0)} test images"
 
 
 def embed(result: DemoResult) -> str:
@@ -131,34 +127,36 @@ def embed(result: DemoResult) -> str:
     return f"wrote {out} and imported it: {meta['dim']}-dim vectors, {meta['missing']} image(s) without one"
 
 
-def planned_runs(options: DemoOptions) -> list[tuple[str, str, bool]]:
-    """(run name, method, with text) in training order: each image+text run right after its image-only twin."""
-    runs = []
-    for method in options.methods:
-        runs.append((method, method, False))
-        if options.text and method in TEXT_METHODS:
-            runs.append((method + TEXT_SUFFIX, method, True))
-    return runs
-
-
 def train_runs(result: DemoResult) -> str:
-    """``ltv train`` once per method (and with ``--text`` for TEXT_METHODS): same data, architecture and seed."""
-    from ltvcli.runs.config import TrainConfig
-    from ltvcli.train import train
+    """``ltv train`` once per method (and with ``--text`` for TEXT_METHODS), side by side: same data, network, seed.
 
+    The learning-to-vote runs start first (they take several times longer),
+    so that the short ones fill the other cores around them.
+    """
     o = result.options
-    scores = []
-    for name, method, text in planned_runs(o):
-        run = result.out / "runs" / name
-        shutil.rmtree(run, ignore_errors=True)  # the demo owns OUT/runs: a re-run trains afresh
-        config = TrainConfig(dataset=str(result.dataset_dir), out=str(run), method=method, epochs=o.epochs,
-                             arch=o.arch, lr=o.lr, seed=o.seed, workers=0, text=text,
-                             method_options={"label_set": BASELINE_SET} if method == "single" else {})
-        outcome = train(config)
-        result.runs[name] = run
-        best = "n/a" if outcome.best_metric is None else f"{outcome.best_metric:.3f}"
-        scores.append(f"{name} {best}")
-    return f"best validation {outcome.metric}: " + ", ".join(scores)
+    plans = planned_runs(o.methods, o.text)
+    if not plans:
+        return "skipped (no --methods)"
+    runs = {}
+    for plan in sorted(plans, key=lambda plan: plan.method != "ltv"):
+        run = result.out / "runs" / plan.name
+        shutil.rmtree(run, ignore_errors=True)  # the demo owns OUT/runs: a re-run trains afresh (and rewrites its log)
+        runs[plan.name] = (str(result.dataset_dir), run,
+                           plan.train_options(epochs=o.epochs, arch=o.arch, lr=o.lr, seed=o.seed))
+    jobs = default_jobs() if o.jobs is None else o.jobs
+    described = {plan.name: plan.describe() for plan in plans}
+    log(f"      {len(plans)} runs, {min(jobs, len(plans))} at a time; each run's messages go to "
+        f"{result.out / 'runs'}/NAME.log")
+    train_side_by_side(runs, jobs, started=lambda name: log(f"      training {described[name]}"),
+                       finished=lambda name: log(f"      trained {name}: best validation "
+                                                 f"{run_outcome(runs[name][1])}"))
+    for plan in plans:
+        result.runs[plan.name] = runs[plan.name][1]
+        if plan.method == "ltv":
+            result.votes.append(vote_summary(result.runs[plan.name], result.dataset.label_set_names))
+    outcomes = {name: run_outcome(run) for name, run in result.runs.items()}
+    metric = next(iter(outcomes.values())).metric
+    return f"best validation {metric}: " + ", ".join(f"{name} {o.score}" for name, o in outcomes.items())
 
 
 def export(result: DemoResult) -> str:
@@ -198,8 +196,7 @@ def _text_gains(result: DemoResult) -> str:
 
 STEPS: list[DemoStep] = [
     DemoStep("generate", "generating a synthetic MIMIC-CXR example", generate),
-    DemoStep("ingest", "ingesting it (ltv ingest mimic)", ingest),
-    DemoStep("summary", "counting labels (ltv info)", summary),
+    DemoStep("ingest", "ingesting it and counting its labels (ltv ingest mimic, ltv info)", ingest),
     DemoStep("embed", "embedding the reports (TF-IDF + SVD, imported with ltv embed-reports --embeddings)", embed),
     DemoStep("train", "training each method (ltv train)", train_runs),
     DemoStep("export", "exporting learning-to-vote's refined labels (ltv export-labels)", export),
@@ -210,27 +207,36 @@ STEPS: list[DemoStep] = [
 def run_demo(out: Path, *, seed: int = 0, size: int = 64, workers: int | None = 0,
              n_subjects: int = DEFAULT_SUBJECTS, source_size: tuple[int, int] = SOURCE_SIZE,
              epochs: int = 10, arch: str = "tiny", lr: float = 1e-3, methods: Sequence[str] = DEMO_METHODS,
-             text: bool = True, steps: Sequence[DemoStep] | None = None) -> DemoResult:
+             text: bool = True, jobs: int | None = None, steps: Sequence[DemoStep] | None = None,
+             after_step: Callable[[DemoStep, DemoResult], None] | None = None) -> DemoResult:
     """Run the demo into ``out`` (created if needed) and return what every step produced.
 
     ``workers`` defaults to 0 because the example's small images decode in a
     few milliseconds each, far less than worker processes take to start
-    (``None`` gives the ingest's own default).
+    (``None`` gives the ingest's own default). ``jobs`` trainings run at once
+    (default: one per CPU core). ``after_step(step, result)`` is called after
+    each step, e.g. to show what it produced.
     """
     out = Path(out)
     check_example_options(n_subjects, source_size)
+    if jobs is not None and jobs < 1:
+        raise OptionError("jobs", f"{jobs}: expected at least 1 training at a time")
     _claim(out)
     result = DemoResult(out, DemoOptions(seed=seed, size=size, workers=workers, n_subjects=n_subjects,
                                          source_size=tuple(source_size), epochs=epochs, arch=arch, lr=lr,
-                                         methods=tuple(methods), text=text))
+                                         methods=tuple(methods), text=text, jobs=jobs))
     steps = STEPS if steps is None else steps
-    with atomic.writing(out):  # the demo reads nothing of the user's: a file-system error is about OUT
+    # One thread: the demo's jobs are too small to share out (ltvcli.demo.runs). The demo reads nothing of the
+    # user's, so a file-system error is about OUT.
+    with single_threaded(), atomic.writing(out):
         for number, step in enumerate(steps, 1):
             log(f"[{number}/{len(steps)}] {step.description}")
             start = time.perf_counter()
             outcome = step.run(result)
             result.seconds[step.name] = time.perf_counter() - start
             log(f"      {outcome} ({result.seconds[step.name]:.1f} s)")
+            if after_step is not None:
+                after_step(step, result)
     return result
 
 

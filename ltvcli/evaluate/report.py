@@ -95,24 +95,8 @@ def _notes(result: EvaluationResult) -> list[str]:
 def print_result(result: EvaluationResult, console: Console | None = None) -> None:
     """The results table (and comparison, confusion matrices) on the terminal."""
     console = console or Console(soft_wrap=False)
-    # An "0.585 [0.530, 0.640]" cell needs about 23 characters; where the columns do not fit the
-    # terminal, show the AUCs alone rather than a table of truncated cells (--out keeps everything).
-    intervals = 16 + 23 * len(result.data.columns) <= console.width
-    cells = grid(result, intervals)
-    kinds = {c.name: c.kind for c in result.data.columns}
-    metric = "AUC" if result.task == "multilabel" else "accuracy / recall"
-    ci = f" [{_level(result)} CI]" if intervals else " (intervals: widen the terminal or see --out files)"
-    title = f"{metric}{ci}, {result.settings['n_images']} images: {result.settings['source']}"
-    table = Table(title=title)
-    table.add_column("finding" if result.task == "multilabel" else "metric")
-    for name in cells.columns:
-        table.add_column(f"{escape(name)}\n[dim]{'label set' if kinds[name] == 'labeller' else 'model'}[/dim]",
-                         justify="right")
-    for label, row in cells.iterrows():
-        if label == AVERAGE:
-            table.add_section()
-        table.add_row(escape(label), *row.tolist())
-    console.print(table)
+    for table in score_tables(result, console):
+        console.print(table)
     for line in _notes(result):
         console.print(f"  note: {escape(line)}", highlight=False)
     if result.comparison is not None:
@@ -125,9 +109,71 @@ def print_result(result: EvaluationResult, console: Console | None = None) -> No
         for row in _comparison_rows(result):
             comparison.add_row(*map(escape, row))
         console.print(comparison)
+    kinds = {c.name: c.kind for c in result.data.columns}
     for name, matrix in result.confusion.items():
         if kinds[name] == "model":
             console.print(_confusion_table(name, matrix, result.data.classes))
+
+
+def score_tables(result: EvaluationResult, console: Console) -> list[Table]:
+    """The grid as tables that fit ``console.width`` without truncating a cell.
+
+    One table with the confidence intervals when it fits; otherwise the
+    values alone, and where even those are too wide, one table for the
+    label sets and one for the models, each cut into as many tables as it
+    takes (a cell cut to "0.8…" tells nothing; ``--out`` keeps everything).
+    """
+    metric = "AUC" if result.task == "multilabel" else "accuracy / recall"
+    about = f"{result.settings['n_images']} images: {result.settings['source']}"
+    with_intervals = _score_table(result, grid(result), f"{metric} [{_level(result)} CI], {about}")
+    if _natural_width(console, with_intervals) <= console.width:
+        return [with_intervals]
+    cells = grid(result, intervals=False)
+    title = f"{metric} (intervals: widen the terminal or see --out files), {about}"
+    whole = _score_table(result, cells, title)
+    if _natural_width(console, whole) <= console.width:
+        return [whole]
+
+    def fits(names: list[str]) -> bool:
+        return _natural_width(console, _score_table(result, cells[names], "")) <= console.width
+
+    kinds = {c.name: c.kind for c in result.data.columns}
+    tables = []
+    for kind, label in (("labeller", "label sets"), ("model", "models")):
+        for part in _runs_that_fit([name for name in cells.columns if kinds[name] == kind], fits):
+            tables.append(_score_table(result, cells[part], f"{title}; {label}" if not tables else label))
+    return tables
+
+
+def _runs_that_fit(names: list[str], fits) -> list[list[str]]:
+    """``names`` cut into consecutive runs, each as long as ``fits(run)`` allows (at least one name)."""
+    runs: list[list[str]] = []
+    for name in names:
+        if runs and fits(runs[-1] + [name]):
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+    return runs
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """The width ``table`` takes with no cell wrapped or cut (rich clamps its own measure to the console)."""
+    return console.measure(table, options=console.options.update_width(1 << 16)).maximum
+
+
+def _score_table(result: EvaluationResult, cells: pd.DataFrame, title: str) -> Table:
+    """One rich table of ``cells`` (rows: findings and the average; columns: label sets and models)."""
+    kinds = {c.name: c.kind for c in result.data.columns}
+    table = Table(title=title)
+    table.add_column("finding" if result.task == "multilabel" else "metric")
+    for name in cells.columns:
+        table.add_column(f"{escape(name)}\n[dim]{'label set' if kinds[name] == 'labeller' else 'model'}[/dim]",
+                         justify="right")
+    for label, row in cells.iterrows():
+        if label == AVERAGE:
+            table.add_section()
+        table.add_row(escape(label), *row.tolist())
+    return table
 
 
 def _confusion_table(name: str, matrix: np.ndarray, classes: list[str]) -> Table:

@@ -6,17 +6,17 @@ import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ltvcli.console import console, verbosity
+from ltvcli.console import console, progress_bars
 from ltvcli.runtime import distributed
 
 
 class LiveView:
-    """One progress bar per epoch with the running loss and img/s; drawn by rank 0 at normal verbosity."""
+    """One progress bar per epoch with the running loss and img/s; drawn by rank 0 on a terminal unless --quiet."""
 
     REFRESH_SECONDS = 1.0
 
     def __init__(self):
-        self.enabled = verbosity() >= 1 and distributed.is_main()
+        self.enabled = progress_bars() and distributed.is_main()
         self.progress: Progress | None = None
         self.task = None
         self.last_refresh = 0.0
