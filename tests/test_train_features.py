@@ -177,32 +177,48 @@ def test_a_run_on_features_resumes_exactly_and_refuses_replaced_features(cli, cr
 
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 @pytest.mark.parametrize("multilabel", [True, False])
-def test_virtual_features_of_a_head_equal_a_literal_step_per_label_set(head, multilabel):
-    """F_m of a head is its vote stage under θ − α∇L(ŷ, y_m): the logits (linear) or the hidden layer (mlp)."""
+@pytest.mark.parametrize("text", [False, True], ids=["closed-form", "with-text"])
+def test_virtual_features_of_a_head_equal_a_literal_step_per_label_set(head, multilabel, text):
+    """F_m of a head is its vote stage under θ − α∇L(ŷ, y_m): the logits (linear) or the hidden layer (mlp).
+
+    Without text the head computes all M at once (FeatureNet.virtual_vote_features); with a text branch the
+    general path of ltvcli.fusion.ltv does, one vector-Jacobian product per label set.
+    """
     torch.manual_seed(0)
-    net = build_head(head, 5, 3, width=7).train()
+    net = build_head(head, 5, 3, width=7, text_dim=4 if text else None).train()
+    assert net.closed_form_vote is not text
     with torch.no_grad():
         net.mean.fill_(0.5)
         net.scale.fill_(2.0)
     x = torch.randn(6, 5)
+    reports = torch.randn(6, 4) if text else None
     if multilabel:
         targets = (torch.rand(6, 2, 3) < 0.5).float()
         mask = torch.rand(6, 2, 3) > 0.2
     else:
         targets = torch.nn.functional.one_hot(torch.randint(0, 3, (6, 2)), 3).float()
         mask = torch.ones(6, 2, 3, dtype=torch.bool)
-    batch = Batch(images=x, targets=targets, mask=mask, index=torch.arange(6))
+    batch = Batch(images=x, targets=targets, mask=mask, index=torch.arange(6), text=reports)
     method = make_method("ltv", n_label_sets=2, n_classes=3, multilabel=multilabel, label_set_names=["a", "b"],
                          options={"alpha": 0.3})
-    logits, h, _ = net(x, return_parts=True)
+    logits, h, _ = net(x, text=reports, return_parts=True)
     fast = method.virtual_features(net, batch, logits, h)
     for m in range(2):
         twin = copy.deepcopy(net)
-        masked_bce(twin(x), targets[:, m], mask[:, m]).backward()
+        masked_bce(twin(x, text=reports), targets[:, m], mask[:, m]).backward()
         with torch.no_grad():
             for param in twin.parameters():
                 param -= 0.3 * param.grad
-            expected = twin.vote_features(x)
+            expected = twin.vote_features(x, reports)
         assert torch.allclose(fast[:, m], expected, atol=1e-5)
-    assert fast.shape[-1] == (3 if head == "linear" else 7)
+    assert fast.shape[-1] == (3 if head == "linear" else 7 + (512 if text else 0))
     assert not torch.allclose(fast[:, 0], fast[:, 1])
+
+
+@pytest.mark.parametrize("batch, sets, width, dim", [(4, 3, 2, 50), (50, 3, 2, 4)], ids=["gram", "step"])
+def test_both_orders_of_the_closed_form_product_agree(batch, sets, width, dim):
+    from ltvcli.heads import _kernel_times
+
+    h, v = torch.randn(batch, dim, dtype=torch.float64), torch.randn(batch, sets, width, dtype=torch.float64)
+    expected = torch.einsum("ij,jmk->imk", h @ h.T + 1, v)
+    assert torch.allclose(_kernel_times(h, v), expected)

@@ -44,7 +44,7 @@ from torch.func import functional_call
 
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult, frozen_forward, masked_bce, mean_count, with_missing
 from ltvcli.fusion.registry import LtvOptions
-from ltvcli.runtime.distributed import all_reduce_mean, unwrap
+from ltvcli.runtime.distributed import all_reduce_mean, unwrap, world_size
 
 
 class LearningToVote(FusionMethod):
@@ -88,6 +88,8 @@ class LearningToVote(FusionMethod):
         ``batch.images`` whose graph is still alive.
         """
         net = unwrap(model)
+        if getattr(net, "closed_form_vote", False) and world_size() == 1:  # a head on features: ltvcli.heads
+            return net.virtual_vote_features(trunk_output.detach(), self._cotangents(logits, batch))
         names, params = self._scope(net)
         buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
         last = self.options.meta_scope == "last"
@@ -125,12 +127,16 @@ class LearningToVote(FusionMethod):
         ranks each step is exactly the full-batch one (eq. 1). Yielded one at a
         time, so only one parameter-sized set of gradients is alive at once.
         """
-        probs = torch.sigmoid(logits.detach().float())
-        scale = self.options.alpha / mean_count(batch.mask, dims=(0, 2))
-        cotangents = ((probs[:, None] - batch.targets) * batch.mask * scale[:, None]).to(logits.dtype)
+        cotangents = self._cotangents(logits, batch)
         for m in range(self.n_label_sets):
             grads = torch.autograd.grad(logits, params, cotangents[:, m], retain_graph=True, materialize_grads=True)
             yield all_reduce_mean(list(grads))
+
+    def _cotangents(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """α ∂L(ŷ, y_m)/∂ŷ for every label set m: [B, M, C], mask_m (p − y_m) α / n_m."""
+        probs = torch.sigmoid(logits.detach().float())
+        scale = self.options.alpha / mean_count(batch.mask, dims=(0, 2))
+        return ((probs[:, None] - batch.targets) * batch.mask * scale[:, None]).to(logits.dtype)
 
     def _scope(self, net: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
         """The parameters the virtual step updates: all of them, or layer4 + FC for ``last``."""
