@@ -24,9 +24,10 @@ from ltvcli.runtime import DEVICES, INPUTS
 #: Options that may change when a run is resumed: they do not change what is computed. Folders may
 #: move (the dataset is recognised by its fingerprint instead), and the pretrained weights only
 #: initialised the model that the checkpoint now holds.
-DROPOUT = Range(0, 1, False, True, "a fraction in [0, 1)")
 RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "device", "workers", "compile", "checkpoint_every", "resume",
                                "dataset", "out", "pretrained"})
+#: A dropout rate: 0 (none) up to, not including, 1 (everything dropped).
+DROPOUT = Range(0, 1, False, True, "a fraction in [0, 1)")
 
 
 @dataclass
