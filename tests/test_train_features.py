@@ -176,6 +176,27 @@ def test_a_run_on_features_resumes_exactly_and_refuses_replaced_features(cli, cr
 
 
 @pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_refine_ranks_the_labels_of_a_dataset_of_features(cli, crowd_dataset, tmp_path, head):
+    """Co-teaching with two heads on the features: the queue favours labels that disagree with the truth."""
+    queue = tmp_path / "queue.csv"
+    common = ("--budget", "30", "--out", queue, "--head", head, "--epochs", "4", "--warmup", "2", "--vog-epochs",
+              "2", "--lr", "1e-2", "--workers", "0", "--device", "cpu")
+    line = error_line(cli("refine", crowd_dataset, *common, ok=False))
+    assert "--sheet/--no-sheet is on, but" in line and "has no images to show in it" in line
+    assert not queue.exists()
+    cli("refine", crowd_dataset, *common, "--no-sheet", "--labels", "noisy3")
+    picked = pd.read_csv(queue)
+    assert len(picked) == 30 and not queue.with_suffix(".html").exists()
+    ds = Dataset.open(crowd_dataset)
+    row = {image: k for k, image in enumerate(ds.image_ids)}
+    rows = picked["image_id"].map(row).to_numpy()
+    noisy3 = ds.label_set_names.index("noisy3")
+    wrong_in_queue = (ds.labels[rows, noisy3] != ds.ground_truth[rows]).mean()
+    train = ds.indices("train")
+    assert wrong_in_queue > (ds.labels[train, noisy3] != ds.ground_truth[train]).mean() + 0.1
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
 @pytest.mark.parametrize("multilabel", [True, False])
 @pytest.mark.parametrize("text", [False, True], ids=["closed-form", "with-text"])
 def test_virtual_features_of_a_head_equal_a_literal_step_per_label_set(head, multilabel, text):

@@ -14,8 +14,8 @@ and words the error (``error: --arch 'vgg': expected one of ...``).
 
 from __future__ import annotations
 
-from ltvcli.backbones import ARCHS
-from ltvcli.runtime import DEVICES
+from ltvcli.backbones import ARCHS, HEADS
+from ltvcli.runtime import DEVICES, INPUTS
 
 SPLITS = ("train", "validate", "test")  # ltvcli.dataset.format.SPLITS
 CHECKPOINTS = ("best", "last")  # ltvcli.runs.folder.CHECKPOINTS
@@ -30,8 +30,8 @@ STRATEGIES = ("entropy", "least_confidence", "margin", "bald", "coreset", "loss"
 CANDIDATES = ("suspected", "all")  # ltvcli.refine.queue.CANDIDATES
 
 
-__all__ = ["ARCHS", "BLANK_POLICIES", "CANDIDATES", "CHECKPOINTS", "DEVICES", "IMAGE_FORMATS", "MISSING_LABELS",
-           "NPZ_TASKS", "POOLINGS", "SPLITS", "STRATEGIES", "TABLE_TASKS", "UNKNOWN_IDS", "choice"]
+__all__ = ["ARCHS", "BLANK_POLICIES", "CANDIDATES", "CHECKPOINTS", "DEVICES", "HEADS", "IMAGE_FORMATS", "INPUTS",
+           "MISSING_LABELS", "NPZ_TASKS", "POOLINGS", "SPLITS", "STRATEGIES", "TABLE_TASKS", "UNKNOWN_IDS", "choice"]
 
 
 def choice(names: tuple[str, ...] | list[str]) -> str:

@@ -88,6 +88,8 @@ def refine(dataset: str | Path, out: str | Path, *, budget: int, config: Coteach
     if budget < 1:
         raise OptionError("budget", f"{budget}: expected a positive number of labels")
     data = Dataset.open(dataset)
+    if sheet and not data.has_images:
+        raise OptionError("sheet", f"is on, but {data.path} has no images to show in it; turn the sheet off")
     selection = select(data, config, None if run is None else Path(run))
     _report_selection(data, selection)
     queue = build_queue(data, selection, strategy, budget, candidates=candidates, seed=config.seed)
