@@ -76,16 +76,27 @@ class FeatureNet(nn.Module):
 
     @torch.no_grad()
     def standardise_with(self, features: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> None:
-        """Set the input statistics from ``features[rows]`` (the training split), read a chunk at a time."""
-        total = torch.zeros(self.in_dim, dtype=torch.float64)
-        squares = torch.zeros(self.in_dim, dtype=torch.float64)
+        """Set the input statistics from ``features[rows]`` (the training split), read a chunk at a time.
+
+        Values are shifted by the first chunk's mean (so a large mean costs no precision), each chunk is summed
+        in float32 (torch's cascade summation) and the chunk sums are added in float64.
+        """
+        rows = np.sort(rows)
+        shift = total = squares = None
         for start in range(0, len(rows), chunk):
-            part = torch.from_numpy(np.asarray(features[np.sort(rows[start:start + chunk])], dtype=np.float64))
-            total += part.sum(0)
-            squares += (part * part).sum(0)
-        mean = total / max(len(rows), 1)
-        sd = (squares / max(len(rows), 1) - mean * mean).clamp_min(0).sqrt().clamp_min(MIN_SD)
-        self.mean.copy_(mean.float())
+            part = torch.from_numpy(np.ascontiguousarray(features[rows[start:start + chunk]], dtype=np.float32))
+            if shift is None:
+                shift = part.mean(0)
+                total = torch.zeros(self.in_dim, dtype=torch.float64)
+                squares = torch.zeros(self.in_dim, dtype=torch.float64)
+            part -= shift
+            total += part.sum(0).double()
+            squares += part.square().sum(0).double()
+        if shift is None:  # no rows: leave the identity standardisation
+            return
+        offset = total / len(rows)
+        sd = (squares / len(rows) - offset * offset).clamp_min(0).sqrt().clamp_min(MIN_SD)
+        self.mean.copy_((shift.double() + offset).float())
         self.scale.copy_((1 / sd).float())
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,13 +164,15 @@ def _kernel_times(h: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """(h hᵀ + 1) v_m for every m: ``h`` [B, D], ``v`` [B, M, K] -> [B, M, K].
 
     Two orders give the same product; the cheaper one depends on the shapes: through the [B, B] Gram matrix
-    (a large D, a small batch, many label sets), or through the per-label-set [K, D] step vᵀh (a large batch).
+    (a large D, a small batch, many label sets), or through the per-label-set [K, D] steps vᵀh (a large batch).
     """
     batch, sets, width = v.shape
+    flat = v.reshape(batch, sets * width)
     if batch * (h.shape[1] + sets * width) <= 2 * sets * width * h.shape[1]:
-        return torch.einsum("ij,jmk->imk", h @ h.T + 1, v)
-    step = torch.einsum("bmk,bd->mkd", v, h)
-    return torch.einsum("bd,mkd->bmk", h, step) + v.sum(0)
+        out = (h @ h.T + 1) @ flat
+    else:
+        out = h @ (flat.T @ h).T + flat.sum(0)
+    return out.reshape(batch, sets, width)
 
 
 def build_head(head: str, in_dim: int, n_classes: int, *, width: int = 512, dropout: float = 0.0,

@@ -243,3 +243,15 @@ def test_both_orders_of_the_closed_form_product_agree(batch, sets, width, dim):
     h, v = torch.randn(batch, dim, dtype=torch.float64), torch.randn(batch, sets, width, dtype=torch.float64)
     expected = torch.einsum("ij,jmk->imk", h @ h.T + 1, v)
     assert torch.allclose(_kernel_times(h, v), expected)
+
+
+def test_a_head_standardises_with_the_training_rows_statistics_in_chunks():
+    """Chunked float32 sums, shifted by the first chunk's mean, match NumPy's float64 mean and sd."""
+    rng = np.random.default_rng(0)
+    features = (1000 + 0.01 * rng.standard_normal((500, 3))).astype(np.float32)
+    rows = rng.permutation(500)[:300]
+    net = build_head("linear", 3, 2)
+    net.standardise_with(features, rows, chunk=64)
+    part = features[rows].astype(np.float64)
+    assert np.allclose(net.mean.numpy(), part.mean(0), rtol=0, atol=1e-4)
+    assert np.allclose(1 / net.scale.numpy(), part.std(0), rtol=1e-3)
