@@ -4,7 +4,9 @@ Kept apart from :mod:`ltvcli.models` and :mod:`ltvcli.heads`, which import torch
 declarations and the CLI's ``--arch`` / ``--head`` choices can list them without importing torch.
 """
 
-ARCHS = ("tiny", "resnet18", "resnet34", "resnet50")
+#: torchvision's ResNets: what ``--pretrained`` and ``ltv embed-images --model`` state dicts are weights of.
+RESNETS = ("resnet18", "resnet34", "resnet50")
+ARCHS = ("tiny", *RESNETS)
 #: Classifiers on precomputed features (:func:`ltvcli.heads.build_head`): one fully connected layer, or one
 #: hidden layer before it.
 HEADS = ("linear", "mlp")

@@ -113,7 +113,7 @@ def build_model(arch: str, n_classes: int, in_channels: int = 1, image_size: int
 
     resnet = getattr(torchvision.models, arch)(weights=None)
     if pretrained is not None:
-        _load_pretrained(resnet, Path(pretrained))
+        load_pretrained(resnet, Path(pretrained))
     conv1 = resnet.conv1
     small = image_size <= 64
     new_conv = nn.Conv2d(in_channels, 64, kernel_size=3 if small else 7, stride=1 if small else 2,
@@ -128,9 +128,11 @@ def build_model(arch: str, n_classes: int, in_channels: int = 1, image_size: int
     return LtvNet(stem, resnet.layer4, resnet.fc.in_features, n_classes, text_dim)
 
 
-def _load_pretrained(resnet: nn.Module, path: Path) -> None:
+def load_pretrained(resnet: nn.Module, path: Path, parameter: str = "pretrained") -> None:
+    """Load a local torchvision state dict into ``resnet``, all but its classifier (``fc``); one-line errors name
+    ``parameter``, the option that gave ``path``."""
     if not path.is_file():
-        raise LtvError(f"{path}: `pretrained` file not found")
+        raise LtvError(f"{path}: `{parameter}` file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -892,6 +892,18 @@ def feature_cases() -> list[Case]:
                                                                           "--force"])),
         Case("add-features: the dataset folder is read-only", lambda w, d: Call(
             ["add-features", (ds := copy(w.dataset, d / "ds")), _features_csv(w, d)], ["ds"], locked=ds)),
+        Case("embed-images: --model of random bytes", lambda w, d: Call(
+            ["embed-images", copy(w.dataset, d / "ds"), "--model", put(d / "m.pt", RANDOM), "--arch", "resnet18",
+             "--device", "cpu"], ["m.pt", "not a torch state dict"])),
+        Case("embed-images: --model a folder of another kind", lambda w, d: Call(
+            ["embed-images", copy(w.dataset, d / "ds"), "--model", put(d / "model" / "config.json", RANDOM).parent,
+             "--device", "cpu"], ["model", "cannot load a Hugging Face model"])),
+        Case("embed-images: the dataset folder is read-only", lambda w, d: Call(
+            ["embed-images", (ds := copy(w.dataset, d / "ds")), "--model", d / "none.pt", "--device", "cpu"],
+            ["ds"], locked=ds)),
+        Case("embed-images: a dataset of features has no images", lambda w, d: Call(
+            ["embed-images", copy(w.features_dataset, d / "ds"), "--model", d / "none.pt", "--device", "cpu",
+             "--force"], ["ds", "has no images to embed"])),
         Case("ingest table: --features missing images, before any image is decoded", lambda w, d: Call(
             table(w, w.labels, d / "out", "--features", put(d / "f.csv", "image_id,f0\na.png,1\n")),
             ["f.csv", "have no feature vector"])),

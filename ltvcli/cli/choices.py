@@ -14,7 +14,7 @@ and words the error (``error: --arch 'vgg': expected one of ...``).
 
 from __future__ import annotations
 
-from ltvcli.backbones import ARCHS, HEADS
+from ltvcli.backbones import ARCHS, HEADS, RESNETS
 from ltvcli.runtime import DEVICES, INPUTS
 
 SPLITS = ("train", "validate", "test")  # ltvcli.dataset.format.SPLITS
@@ -31,7 +31,8 @@ CANDIDATES = ("suspected", "all")  # ltvcli.refine.queue.CANDIDATES
 
 
 __all__ = ["ARCHS", "BLANK_POLICIES", "CANDIDATES", "CHECKPOINTS", "DEVICES", "HEADS", "IMAGE_FORMATS", "INPUTS",
-           "MISSING_LABELS", "NPZ_TASKS", "POOLINGS", "SPLITS", "STRATEGIES", "TABLE_TASKS", "UNKNOWN_IDS", "choice"]
+           "MISSING_LABELS", "NPZ_TASKS", "POOLINGS", "RESNETS", "SPLITS", "STRATEGIES", "TABLE_TASKS", "UNKNOWN_IDS",
+           "choice"]
 
 
 def choice(names: tuple[str, ...] | list[str]) -> str:

@@ -9,5 +9,6 @@ on them (:mod:`ltvcli.heads`).
 """
 
 from ltvcli.features.add import add_features
+from ltvcli.features.embed import embed_images, load_image_encoder
 
-__all__ = ["add_features"]
+__all__ = ["add_features", "embed_images", "load_image_encoder"]

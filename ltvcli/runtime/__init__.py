@@ -6,6 +6,7 @@
 * :mod:`~ltvcli.runtime.rng`          seeding the global generators, saving and restoring their state
 * :mod:`~ltvcli.runtime.loader`       batches of images from the memory-mapped cache onto the device
 * :mod:`~ltvcli.runtime.inputs`       what a model reads per row, on the device: those images, or resident features
+* :mod:`~ltvcli.runtime.hub`          loading a Hugging Face model from disk, offline and quietly
 
 Nothing here imports from the layers above, so any of them can use it without a package cycle
 (``tests/test_architecture.py`` checks it).
