@@ -256,3 +256,14 @@ def test_a_head_standardises_with_the_training_rows_statistics_in_chunks():
     part = features[rows].astype(np.float64)
     assert np.allclose(net.mean.numpy(), part.mean(0), rtol=0, atol=1e-4)
     assert np.allclose(1 / net.scale.numpy(), part.std(0), rtol=1e-3)
+
+
+def test_evaluate_names_a_crowds_unlabelled_workers_in_one_warning(cli, crowd_dataset, tmp_path):
+    """The workers answered training items only: on the test split each is a column without labels."""
+    run = tmp_path / "run"
+    cli("train", crowd_dataset, "--out", run, "--method", "mv", "--epochs", "1", *FAST)
+    result = cli("evaluate", run, "--dataset", crowd_dataset, "--bootstrap", "0", "--out", tmp_path / "ev")
+    warnings = [line for line in result.output.splitlines()
+                if line.startswith("warning:") and "no labels on this split" in line]
+    assert len(warnings) == 1
+    assert "4 label sets ('clean', 'noisy1', 'noisy2' and 1 more)" in warnings[0]
