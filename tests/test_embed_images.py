@@ -81,6 +81,25 @@ def test_a_hugging_face_folder_gives_its_pooled_output_at_its_own_size(cli, tmp_
     assert np.allclose(features, expected, atol=1e-5)
 
 
+def test_a_hugging_face_model_without_pooler_weights_gives_the_mean_of_its_tokens(cli, tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    folder = tmp_path / "vit"
+    config = ViTConfig(image_size=16, patch_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=16)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)  # loaded back, its pooler would be random
+    ds = make_dataset(tmp_path / "ds", n=6, size=16)
+    cli("embed-images", ds.path, "--model", folder, "--device", "cpu")
+    assert json.loads((ds.path / "features.json").read_text())["pooling"] == "mean"
+    model = ViTModel.from_pretrained(folder, add_pooling_layer=False)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1)
+    with torch.no_grad():
+        hidden = model.eval()(pixel_values=(images_as_floats(ds) - mean) / std).last_hidden_state
+    assert np.allclose(np.load(ds.path / "features.npy"), hidden.mean(1).numpy(), atol=1e-5)
+
+
 def test_features_are_replaced_only_with_force(cli, tmp_path, resnet18_weights):
     ds = make_dataset(tmp_path / "ds", n=6, size=16)
     args = ("embed-images", ds.path, "--model", resnet18_weights, "--arch", "resnet18", "--device", "cpu")

@@ -9,7 +9,8 @@ Two kinds of model, both read from disk (nothing is downloaded):
 * a **Hugging Face image model** saved with ``save_pretrained`` (a folder with
   ``config.json`` and the weights: ViT, DINOv2, a ResNet or ConvNeXt, a chest
   X-ray foundation model): the feature is its ``pooler_output`` where it has
-  one, else the mean of ``last_hidden_state`` over its tokens (or positions).
+  one (and the folder holds the pooler's weights), else the mean of
+  ``last_hidden_state`` over its tokens (or positions).
 
 Images come from the dataset's cache in batches (the image loader reads ahead),
 become floats in [0, 1] on the device, a grey image is repeated to the
@@ -114,16 +115,27 @@ def _huggingface(folder: Path) -> ImageEncoder:
         try:
             with quiet_loading():
                 config = AutoConfig.from_pretrained(folder, local_files_only=True)
-                model = AutoModel.from_pretrained(folder, local_files_only=True)
+                model, loading = AutoModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
         except (OSError, ValueError, KeyError) as exc:
             raise OptionError("model", f"{folder}: cannot load a Hugging Face model from this folder "
                                        f"({str(exc).strip().splitlines()[0]})") from None
     mean, std = _normalisation(folder)
     size = getattr(config, "image_size", None)
     size = size[0] if isinstance(size, (list, tuple)) else size
-    pooling = "pooler" if getattr(model, "pooler", None) is not None else "mean"
-    return ImageEncoder(model, _pooled if pooling == "pooler" else _mean_hidden, mean, std, channels=getattr(config, "num_channels", 3),
+    channels = getattr(config, "num_channels", 3)
+    # A pooler the folder has no weights for (a ViT saved without one) would be random: use the tokens' mean.
+    untrained = any(key.startswith("pooler") for key in loading.get("missing_keys", []))
+    pooling = "mean" if untrained or not _gives_pooled_output(model, channels, size) else "pooler"
+    return ImageEncoder(model, _pooled if pooling == "pooler" else _mean_hidden, mean, std, channels=channels,
                         size=size, meta={"kind": "huggingface", "arch": config.model_type, "pooling": pooling})
+
+
+@torch.no_grad()
+def _gives_pooled_output(model: nn.Module, channels: int, size: int | None) -> bool:
+    """Whether the model's output has a ``pooler_output`` (ViT, DINOv2, a ResNet) -- one blank image tells."""
+    side = size or 224
+    out = model.eval()(pixel_values=torch.zeros(1, channels, side, side))
+    return getattr(out, "pooler_output", None) is not None
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
