@@ -22,12 +22,12 @@ Dawid-Skene (and the reliability vote's prior) is fitted on the label sets of
 the exported images: labels only, never the ground truth, so an expert-read
 test set with no training split can be fused as it is. Which label sets are
 fused: all of them (as ``ltv train`` does), or those ``label_sets`` names,
-and with ``policy`` one per labeller (see :func:`select_label_sets`).
+and with ``policy`` one per labeller
+(:func:`~ltvcli.dataset.labelsets.select_label_sets`).
 """
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Sequence
 
@@ -38,68 +38,13 @@ import torch
 from ltvcli.atomic import check_table_path, write_table
 from ltvcli.console import log
 from ltvcli.dataset.format import SPLITS, Dataset
-from ltvcli.dataset.labelsets import UNCERTAIN_POLICIES
+from ltvcli.dataset.labelsets import listing, select_label_sets
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.fusion.aggregators import make_aggregator
 from ltvcli.fusion.base import as_refined
 from ltvcli.fusion.registry import LABEL_ONLY_FUSIONS, NO_LABEL_ONLY_PART, ReliabilityOptions, make_method
 from ltvcli.fusion.table import refined_table
 from ltvcli.outputs import REFINED_LABELS, check_output
-
-#: Label set names shown in a message before "and N more" (an expert-read set can have dozens of readers).
-_NAMES_SHOWN = 8
-
-
-def select_label_sets(dataset: Dataset, label_sets: str | Sequence[str] | None = None,
-                      policy: str | None = None) -> list[int]:
-    """Positions of the label sets to fuse, in the dataset's order.
-
-    ``label_sets``: names or shell-style patterns (``reader*``), a list or one
-    comma-separated string; each must match a label set. None: every label
-    set. ``policy`` (``u0``, ``u1``, ``ignore``) keeps one label set per
-    labeller: of a labeller with a label set per uncertainty policy, the one
-    of that policy (a labeller that never said "uncertain" has a single set,
-    which stays). Without it, a labeller's policies are fused side by side,
-    as ``ltv train`` does: where the labeller was certain they are the same
-    label twice, an extra vote for the majority and two "independent"
-    labellers that always agree for Dawid-Skene.
-    """
-    names = dataset.label_set_names
-    if not names:
-        raise LtvError(f"{dataset.path}: the dataset has no label sets to fuse")
-    chosen = list(range(len(names)))
-    if label_sets is not None:
-        patterns = [p.strip() for p in (label_sets.split(",") if isinstance(label_sets, str) else label_sets)]
-        patterns = [p for p in patterns if p]
-        if not patterns:
-            raise OptionError("label_sets", "is empty; expected label set names or patterns (reader*)")
-        for pattern in patterns:
-            if not any(fnmatchcase(name, pattern) for name in names):
-                raise OptionError("label_sets", f"{pattern!r} matches no label set; the dataset has {_listing(names)}")
-        chosen = [m for m, name in enumerate(names) if any(fnmatchcase(name, p) for p in patterns)]
-    if policy is not None:
-        chosen = _one_per_labeller(dataset, chosen, policy)
-    return chosen
-
-
-def _one_per_labeller(dataset: Dataset, chosen: list[int], policy: str) -> list[int]:
-    """``chosen`` with only the ``policy`` set of each labeller that has sets of several policies."""
-    if policy not in UNCERTAIN_POLICIES:
-        raise OptionError("policy", f"{policy!r}: expected one of {', '.join(UNCERTAIN_POLICIES)}")
-    sets = dataset.label_sets
-    kept = []
-    for labeller in dict.fromkeys(sets[m].labeller for m in chosen):
-        own = [m for m in chosen if sets[m].labeller == labeller]
-        if len(own) == 1 and sets[own[0]].policy is None:
-            kept += own  # never uncertain: one label set, whatever the policy
-            continue
-        match = [m for m in own if sets[m].policy == policy]
-        if not match:
-            raise OptionError("policy", f"{policy}: labeller {labeller!r} has no {policy} label set (it has "
-                                        f"{', '.join(sets[m].name for m in own)})")
-        kept += match
-    return sorted(kept)
-
 
 def fuse_labels(dataset: Dataset, aggregator: str = "dawid_skene", *, splits: Sequence[str] = SPLITS,
                 label_sets: str | Sequence[str] | None = None, policy: str | None = None, seed: int = 0,
@@ -167,9 +112,4 @@ def _rows(dataset: Dataset, splits: Sequence[str]) -> np.ndarray:
 
 
 def _fused(names: list[str]) -> str:
-    return f"{len(names)} label set{'s' if len(names) != 1 else ''} ({_listing(names)})"
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_NAMES_SHOWN])
-    return shown + (f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else "")
+    return f"{len(names)} label set{'s' if len(names) != 1 else ''} ({listing(names)})"
