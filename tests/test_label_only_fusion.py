@@ -317,6 +317,9 @@ def test_label_sets_and_policy_choose_the_scored_columns(cli, tmp_path):
     cli("evaluate", "--dataset", dataset, "--label-sets", "a_u1", "--bootstrap", "0", "--out", tmp_path / "ev",
         "--force")
     assert binary_scores(tmp_path / "ev").model.unique().tolist() == ["a_u1"]
+    cli("evaluate", "--dataset", dataset, "--policy", "U-Ones", "--bootstrap", "0", "--out", tmp_path / "ev",
+        "--force")  # the CheXpert paper's name of u1
+    assert binary_scores(tmp_path / "ev").model.unique().tolist() == ["a_u1", "b"]
 
 
 def export_of(cli: Cli, dataset: Path, out: Path, *args: str) -> Path:

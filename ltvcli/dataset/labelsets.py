@@ -155,7 +155,8 @@ def select_label_sets(dataset: Dataset, label_sets: str | Sequence[str] | None =
 
     ``label_sets``: names or shell-style patterns (``reader*``), a list or one
     comma-separated string; each must match a label set. None: every label
-    set. ``policy`` (``u0``, ``u1``, ``ignore``) keeps one label set per
+    set. ``policy`` (``u0``, ``u1``, ``ignore``, or the CheXpert paper's
+    ``U-Zeros``, ``U-Ones``, ``U-Ignore``) keeps one label set per
     labeller: of a labeller with a label set per uncertainty policy, the one
     of that policy (a labeller that never said "uncertain" has a single set,
     which stays). Without it, a labeller's policies are fused side by side,
@@ -183,8 +184,10 @@ def select_label_sets(dataset: Dataset, label_sets: str | Sequence[str] | None =
 
 def _one_per_labeller(dataset: Dataset, chosen: list[int], policy: str) -> list[int]:
     """``chosen`` with only the ``policy`` set of each labeller that has sets of several policies."""
+    policy = POLICY_ALIASES.get(policy.strip().lower(), policy.strip())
     if policy not in UNCERTAIN_POLICIES:
-        raise OptionError("policy", f"{policy!r}: expected one of {', '.join(UNCERTAIN_POLICIES)}")
+        raise OptionError("policy", f"{policy!r}: expected one of {', '.join(UNCERTAIN_POLICIES)} (or U-Zeros, "
+                                    "U-Ones, U-Ignore)")
     sets = dataset.label_sets
     kept = []
     for labeller in dict.fromkeys(sets[m].labeller for m in chosen):
