@@ -296,6 +296,10 @@ def test_the_terminal_tables_fit_80_columns_and_many_label_sets_are_summarised(c
     lines = [line for line in result.output.splitlines() if not line.startswith("wrote ")]  # that one has a path
     assert max(map(len, lines)) <= 80, max(lines, key=len)
     assert "min of 10 label sets" in result.output and "median" in result.output
+    # a sparse reader's note is the same on both findings: one line names both, not one line per finding
+    notes = " ".join(result.output.split()).split("note: ")[1:]
+    assert notes and all(note.startswith("Edema, Pneumothorax: ") for note in notes)
+    assert sum(note.count("radiologist") for note in notes) == len(readers)
     assert len(binary_scores(tmp_path / "ev")) == 11 * len(FINDINGS)  # every label set is in the file
     row = [line for line in lines if line.startswith("│ ds ")][0]
     assert row.split("│")[2].strip() == "80"  # all images: the fused labels cover every split

@@ -87,14 +87,18 @@ def _signed(text: str, difference: float) -> str:
 
 
 def _notes(result: EvaluationResult) -> list[str]:
-    """Footnotes (why a cell is empty, what was left out), one per row and note, naming the columns it concerns."""
+    """Footnotes (why a cell is empty, what was left out), one per note and set of columns, naming the rows
+    (findings) and the columns it concerns."""
     by_note: dict[tuple[str, str], list[str]] = {}
     for _, r in result.scores.iterrows():
         if r.note:
             by_note.setdefault((_row_label(result, r), r.note), []).append(r.model)
     everyone = len(result.data.columns)
-    return [f"{label}: {note}" + ("" if len(models) == everyone else f" ({', '.join(models)})")
-            for (label, note), models in by_note.items()]
+    by_columns: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # a sparse reader's note on every finding: one line
+    for (label, note), models in by_note.items():
+        by_columns.setdefault((note, tuple(models)), []).append(label)
+    return [f"{', '.join(labels)}: {note}" + ("" if len(models) == everyone else f" ({', '.join(models)})")
+            for (note, models), labels in by_columns.items()]
 
 
 # ----------------------------------------------------------------------------- terminal
