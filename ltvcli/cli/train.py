@@ -191,7 +191,7 @@ def predict_command(
     """Write per-image class probabilities (sigmoid for multi-label, softmax for multi-class)."""
     from ltvcli.dataset import Dataset
     from ltvcli.runs.predict import predict_probabilities, predictions_table
-    from ltvcli.train.export import check_table_path, write_table
+    from ltvcli.atomic import check_table_path, write_table
 
     check_table_path(out)
     check_output(out, PREDICTIONS, inputs=[run, dataset], force=force)
