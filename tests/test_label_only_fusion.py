@@ -386,3 +386,37 @@ def test_fused_labels_are_scored_without_a_dataset_against_a_labels_file(cli, tm
     cli("evaluate", "--fused", fused, "--labels", labels, "--bootstrap", "0", "--out", tmp_path / "ev")
     scores = binary_scores(tmp_path / "ev")
     assert scores.model.unique().tolist() == ["mv"] and (scores.n == 50).all()
+
+
+# ----------------------------------------------------------------------------- the NIH four-findings layout
+def test_google_radiologists_fused_and_scored_label_only(cli, tmp_path):
+    """Google's four-findings files as distributed (generated): ingest nih --no-images, fuse, score.
+
+    By hand (tests/helpers_ingest.NIH_READS): with hedges as present (u1) the majority calls nodule/mass on
+    00000003_000 (reader 111 hedged, 444 said yes; the reference says no), and is right everywhere else; with
+    hedges as absent (u0) it is right on all four images. Reader 333 read 00000006_000 twice and disagreed with
+    itself on opacity, so that read is missing and 333 is scored on two images for opacity.
+    """
+    from helpers_ingest import write_nih
+
+    files = write_nih(tmp_path / "nih")
+    dataset = tmp_path / "ds"
+    cli("ingest", "nih", "--no-images", "--out", dataset, "--readers", files.readers,
+        "--ground-truth", files.test_labels, "--ground-truth", files.validation_labels)
+    for policy in ("u0", "u1"):
+        cli("export-labels", dataset, "--aggregator", "majority", "--label-sets", "reader*", "--policy", policy,
+            "--out", tmp_path / f"mv_{policy}.csv")
+    cli("evaluate", "--dataset", dataset, "--split", "all", "--label-sets", "reader*", "--policy", "u1",
+        "--fused", f"mv_u1={tmp_path / 'mv_u1.csv'}", "--fused", f"mv_u0={tmp_path / 'mv_u0.csv'}",
+        "--bootstrap", "0", "--out", tmp_path / "ev")
+    scores = binary_scores(tmp_path / "ev").set_index(["model", "finding"])
+    assert scores.index.get_level_values("model").unique().tolist() == [
+        "reader111_u1", "reader222_u1", "reader444", "reader333", "mv_u1", "mv_u0"]  # readers in the file's order
+    lesion = scores.loc[("mv_u1", "Lung Lesion")]
+    assert (lesion.n, lesion.tp, lesion.fn, lesion.tn, lesion.fp) == (4, 1, 0, 2, 1)
+    assert (lesion.accuracy, lesion.sensitivity, lesion.specificity) == (0.75, 1.0, pytest.approx(2 / 3))
+    assert (scores.loc["mv_u0"].accuracy == 1.0).all()
+    assert (scores.loc["mv_u1"].drop("Lung Lesion").accuracy == 1.0).all()
+    opacity = scores.loc[("reader333", "Lung Opacity")]
+    assert (opacity.n, opacity.tp, opacity.fn, opacity.tn, opacity.fp) == (2, 1, 1, 0, 0)
+    assert np.isnan(opacity.specificity) and "specificity not computable" in opacity.note
