@@ -27,15 +27,19 @@ each is kept (on a shared machine the least disturbed one).
 
 With ``--device cuda`` only the JPG rows run (scaled on the CPU with each
 ``--workers`` count, and batch on the GPU); it stops at once with one line
-when no CUDA device is visible. ``--distinct K`` writes K different images
+when no CUDA device is visible. ``--formats jpg`` leaves the DICOM rows out on
+the CPU too (they need pydicom). ``--distinct K`` writes K different images
 and hard-links the others to them, so 10,000 sources take K images' time and
-disk (the decoder still reads and decodes every file).
+disk (the decoder still reads and decodes every file). ``--film ROWSxCOLUMNS``
+sets the source size (smaller films for a quick check); ``--json FILE`` also
+writes the rows as JSON (the GPU suite, ``benchmarks/gpu_suite.py``, reads it).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import shutil
 import sys
@@ -50,13 +54,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from helpers_ingest import MimicImage, dicom_id, encode_dicom, write_mimic  # noqa: E402
+from ltvcli.atomic import write_json  # noqa: E402
 from ltvcli.console import set_verbosity  # noqa: E402
 from ltvcli.dataset import build_dataset  # noqa: E402
 from ltvcli.errors import OptionError  # noqa: E402
 from ltvcli.ingest.images import load_image, load_image_full  # noqa: E402
 from ltvcli.ingest.mimic import mimic_spec  # noqa: E402
 
-SOURCE_SHAPE = (3000, 2500)  # rows x columns, a typical CR chest film
+FILM = "3000x2500"  # rows x columns, a typical CR chest film
 MAD_IMAGES = 16
 
 
@@ -70,6 +75,7 @@ class Row:
     seconds: float = float("inf")
     cpu_seconds: float = float("inf")
     images: np.ndarray | None = None
+    startup: float | None = None  # the batch decoder's one-off set-up (CUDA context, nvJPEG), not in its row
 
 
 def chest_like(index: int, shape: tuple[int, int], noise: float = 6.0) -> np.ndarray:
@@ -83,15 +89,24 @@ def chest_like(index: int, shape: tuple[int, int], noise: float = 6.0) -> np.nda
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def make_source(root: Path, n: int, distinct: int, image_format: str, noise: float):
+def film_shape(text: str) -> tuple[int, int]:
+    """``ROWSxCOLUMNS`` -> (rows, columns)."""
+    try:
+        rows, columns = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ROWSxCOLUMNS, e.g. {FILM}") from None
+    return rows, columns
+
+
+def make_source(root: Path, n: int, distinct: int, image_format: str, noise: float, shape: tuple[int, int]):
     """A MIMIC layout of ``n`` images of which ``distinct`` differ; the others are hard links to them."""
     rows = [MimicImage(dicom_id(i), f"1{i:07d}", f"5{i:07d}", "PA", "train") for i in range(n)]
     pixels = functools.partial(chest_like, noise=noise)
     if distinct >= n:
-        return write_mimic(root, images=rows, labels={}, image_format=image_format, size=SOURCE_SHAPE,
+        return write_mimic(root, images=rows, labels={}, image_format=image_format, size=shape,
                            pixels=pixels, reports=False)
     originals = write_mimic(root / "distinct", images=rows[:distinct], labels={}, image_format=image_format,
-                            size=SOURCE_SHAPE, pixels=pixels, reports=False)
+                            size=shape, pixels=pixels, reports=False)
     source = write_mimic(root / "all", images=rows, labels={}, image_format=image_format, size=(8, 8),
                          reports=False)
     big = sorted(originals.images.rglob("*.*"))
@@ -143,7 +158,7 @@ def plan_rows(args, workers: list[int]) -> list[Row]:
     return rows
 
 
-def codec_rows(tmp: Path, n: int, noise: float) -> list[tuple[Row, object]]:
+def codec_rows(tmp: Path, n: int, noise: float, shape: tuple[int, int]) -> list[tuple[Row, object]]:
     """One row per compressed transfer syntax, each on its own copy of ``n`` 12-bit DICOMs (decoded in-process)."""
     from pydicom import uid
 
@@ -152,7 +167,7 @@ def codec_rows(tmp: Path, n: int, noise: float) -> list[tuple[Row, object]]:
                 "JPEG 2000 lossy": (uid.JPEG2000, {"j2k_cr": [20]})}
     rows = []
     for name, (syntax, options) in syntaxes.items():
-        source = make_source(tmp / name.replace(" ", "_"), n, n, "dcm", noise)
+        source = make_source(tmp / name.replace(" ", "_"), n, n, "dcm", noise, shape)
         encode_source(source, syntax, options)
         rows.append((Row("dcm", name, 0), source))
     return rows
@@ -169,36 +184,57 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=6.0, help="film noise (grey levels); it sets the JPG size")
     parser.add_argument("--codec-images", type=int, default=0, help="compressed DICOMs per transfer syntax row")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; the fastest of each row is kept")
+    parser.add_argument("--formats", default="dcm,jpg",
+                        help="source formats timed on the CPU, comma-separated (--device cuda: jpg only)")
+    parser.add_argument("--film", type=film_shape, default=film_shape(FILM), help=f"source size (default {FILM})")
+    parser.add_argument("--json", type=Path, help="also write the rows, with the settings, to this JSON file")
     args = parser.parse_args()
     if args.device == "cuda":
         cuda_ready(args.device)
     workers = [int(w) for w in args.workers.split(",")]
     distinct = args.distinct or args.images
+    formats = ("jpg",) if args.device == "cuda" else tuple(args.formats.split(","))
+    if "jpg" not in formats or not set(formats) <= {"dcm", "jpg"}:
+        sys.exit(f"error: --formats {args.formats}: expected jpg or dcm,jpg")
     set_verbosity(0)
     with tempfile.TemporaryDirectory(prefix="ltv-bench-") as tmp:
         tmp = Path(tmp)
-        formats = ("jpg",) if args.device == "cuda" else ("dcm", "jpg")
-        print(f"generating {args.images} {' and '.join(formats)} sources of {SOURCE_SHAPE[1]}x{SOURCE_SHAPE[0]} "
-              f"({distinct} distinct) in {tmp} ...", file=sys.stderr)
-        sources = {fmt: make_source(tmp / fmt, args.images, distinct, fmt, args.noise) for fmt in formats}
-        rows = [(row, sources[row.source]) for row in plan_rows(args, workers)]
+        print(f"generating {args.images} {' and '.join(formats)} sources of {args.film[0]}x{args.film[1]} pixels "
+              f"(rows x columns; {distinct} distinct) in {tmp} ...", file=sys.stderr)
+        sources = {fmt: make_source(tmp / fmt, args.images, distinct, fmt, args.noise, args.film) for fmt in formats}
+        rows = [(row, sources[row.source]) for row in plan_rows(args, workers) if row.source in formats]
         if args.codec_images:
-            rows += codec_rows(tmp, args.codec_images, args.noise)
+            rows += codec_rows(tmp, args.codec_images, args.noise, args.film)
         jpg_bytes = np.mean([p.stat().st_size for p in sources["jpg"].images.rglob("*.jpg")])
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.images} images per row "
               f"({args.codec_images} per DICOM codec row), JPG {jpg_bytes / 1e6:.2f} MB each, cache {args.size}px, "
-              f"best of {args.repeats}")
+              f"best of {args.repeats}; scaled JPEG decoding by {scaled_decoder()}")
         for row, source in rows:
             if row.batch is not None:  # CUDA context and decoder set-up happen once per process, not per ingest
                 start = time.perf_counter()
                 row.batch(list(mimic_spec(**source.kwargs()).manifest["source"][:2]), args.size, 1)
-                print(f"{row.decoding}: start-up {time.perf_counter() - start:.2f} s (not in its row)")
+                row.startup = time.perf_counter() - start
+                print(f"{row.decoding}: start-up {row.startup:.2f} s (not in its row)")
         for _ in range(args.repeats):
             for row, source in rows:
                 seconds, cpu, row.images = time_ingest(source, tmp / "out", row, args.size)
                 row.seconds, row.cpu_seconds = min(row.seconds, seconds), min(row.cpu_seconds, cpu)
-        report(rows, args.images, args.codec_images, reference_images(sources["jpg"], args.size))
+        records = report(rows, args.images, args.codec_images, reference_images(sources["jpg"], args.size))
         print(f"load average after the run {os.getloadavg()[0]:.1f}")
+    if args.json:
+        write_json(args.json, {"images": args.images, "distinct": distinct, "film": list(args.film),
+                               "jpg_mb": jpg_bytes / 1e6, "size": args.size, "device": args.device,
+                               "repeats": args.repeats, "cpus": os.cpu_count(), "scaled_decoder": scaled_decoder(),
+                               "rows": records})
+
+
+def scaled_decoder() -> str:
+    """What decodes the ``scaled (new)`` rows here: simplejpeg, or Pillow's draft mode where it cannot be imported."""
+    try:
+        importlib.import_module("simplejpeg")
+    except ImportError:
+        return "Pillow draft (simplejpeg not installed)"
+    return "simplejpeg"
 
 
 def reference_images(source, size: int) -> np.ndarray:
@@ -207,21 +243,32 @@ def reference_images(source, size: int) -> np.ndarray:
     return np.stack([load_image_full(path, size, 1) for path in sources])
 
 
-def report(rows: list[tuple[Row, object]], n: int, codec_n: int, reference: np.ndarray) -> None:
+def report(rows: list[tuple[Row, object]], n: int, codec_n: int, reference: np.ndarray) -> list[dict]:
+    """Print the table; return its rows as records (``None`` where the table leaves a cell blank)."""
     old = {row.workers: row for row, _ in rows if row.decoding == "draft (old)"}
+    records = []
     print(f"{'source':<8}{'decoding':<20}{'workers':>8}{'seconds':>9}{'images/s':>10}{'per CPU-s':>10}"
           f"{'x old':>7}{'x old CPU':>10}{'MAD':>6}")
     for row, _ in rows:
         count = codec_n if row.source == "dcm" and row.decoding != "uncompressed" else n
-        ratio = cpu_ratio = mad = ""
+        ratio = cpu_ratio = mad = None
         if row.source == "jpg" and row.workers in old:
-            ratio = f"{old[row.workers].seconds / row.seconds:.2f}"
-            cpu_ratio = f"{old[row.workers].cpu_seconds / row.cpu_seconds:.2f}"
+            ratio = old[row.workers].seconds / row.seconds
+            cpu_ratio = old[row.workers].cpu_seconds / row.cpu_seconds
         if row.source == "jpg":
-            mad = f"{np.abs(row.images.astype(int) - reference.astype(int)).mean():.2f}"
+            mad = float(np.abs(row.images.astype(int) - reference.astype(int)).mean())
         workers = "batch" if row.workers is None else str(row.workers)
         print(f"{row.source:<8}{row.decoding:<20}{workers:>8}{row.seconds:>9.2f}{count / row.seconds:>10.1f}"
-              f"{count / row.cpu_seconds:>10.1f}{ratio:>7}{cpu_ratio:>10}{mad:>6}", flush=True)
+              f"{count / row.cpu_seconds:>10.1f}{_cell(ratio, 7)}{_cell(cpu_ratio, 10)}{_cell(mad, 6)}", flush=True)
+        records.append({"source": row.source, "decoding": row.decoding, "workers": workers, "images": count,
+                        "seconds": row.seconds, "images_per_s": count / row.seconds,
+                        "per_cpu_s": count / row.cpu_seconds, "x_old": ratio, "x_old_cpu": cpu_ratio, "mad": mad,
+                        "startup_s": row.startup})
+    return records
+
+
+def _cell(value: float | None, width: int) -> str:
+    return " " * width if value is None else f"{value:>{width}.2f}"
 
 
 if __name__ == "__main__":

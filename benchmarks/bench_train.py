@@ -18,6 +18,11 @@ near 1.0 means the data path is hidden behind the compute.
 
 Every row is timed ``--repeats`` times, the rows interleaved, and the best
 round is kept: on a shared machine that is the round least disturbed by others.
+``peak GiB`` is the most CUDA memory a row's own tensors held during a round
+(torch's allocated bytes: model, optimizer state, batch and activations; the
+epoch row's Trainer with its device labels), the other rows' models left
+out, so each row reads as if it ran alone; ``--json FILE`` also writes the table as
+JSON (the GPU suite, ``benchmarks/gpu_suite.py``, reads it).
 
 Example (report ratios; absolute numbers only from the machine that ran them)::
 
@@ -39,6 +44,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ltvcli.atomic import write_json
 from ltvcli.console import set_verbosity
 from ltvcli.dataset import DatasetSpec, LabelSet, build_dataset
 from ltvcli.fusion import LtvOptions, make_method
@@ -47,7 +53,7 @@ from ltvcli.fusion.ltv import LearningToVote
 from ltvcli.models import build_model
 from ltvcli.runs.config import TrainConfig
 from ltvcli.runtime.determinism import deterministic
-from ltvcli.runtime.device import resolve_device
+from ltvcli.runtime.device import autocast, resolve_device
 from ltvcli.runtime.distributed import unwrap
 from ltvcli.train.trainer import Trainer, train_step
 
@@ -104,6 +110,7 @@ class StepRow(Row):
         super().__init__()
         torch.manual_seed(0)
         self.args, self.device = args, device
+        before = _allocated(device)
         model = build_model(args.arch, N_CLASSES, in_channels=1, image_size=args.size).to(device)
         self.model = model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
         self.method = method.to(device)
@@ -113,6 +120,7 @@ class StepRow(Row):
         self.batch = Batch(images, targets, mask, torch.arange(args.batch, device=device))
         self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.method.parameters()], lr=1e-4)
         self.steps(args.warmup)
+        self.resident = _allocated(device) - before  # model, optimizer state and batch, kept between steps
 
     def steps(self, n: int) -> None:
         for _ in range(n):
@@ -120,14 +128,13 @@ class StepRow(Row):
         _sync(self.device)
 
     def time_round(self) -> None:
-        """Time ``--steps`` steps; keep img/s and the peak CUDA memory (GiB)."""
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+        """Time ``--steps`` steps; keep img/s and the peak CUDA memory (GiB) of this row's own tensors."""
+        base = _reset_peak(self.device)
         start = time.perf_counter()
         self.steps(self.args.steps)
         self.speeds.append(self.args.batch * self.args.steps / (time.perf_counter() - start))
         if self.device.type == "cuda":
-            self.peak = torch.cuda.max_memory_allocated() / 2**30
+            self.peak = (torch.cuda.max_memory_allocated() - base + self.resident) / 2**30
 
 
 class EpochRow(Row):
@@ -159,13 +166,42 @@ class EpochRow(Row):
         config = TrainConfig(dataset=str(self.dataset.path), out=str(run), method="single", epochs=1,
                              arch=self.args.arch, batch_size=self.args.batch, device=self.device.type,
                              workers=self.args.workers, checkpoint_every=0, method_options={"label_set": "set0"})
+        base = _reset_peak(self.device)
         Trainer(config, self.device).fit()
         self.speeds.append(json.loads((run / "metrics.jsonl").read_text())["img_per_s"])
+        if self.device.type == "cuda":  # the Trainer builds its own model, optimizer and device labels
+            self.peak = (torch.cuda.max_memory_allocated() - base) / 2**30
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _allocated(device: torch.device) -> int:
+    """Bytes held by live CUDA tensors (0 off CUDA)."""
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+
+
+def _reset_peak(device: torch.device) -> int:
+    """Start a new CUDA peak count; returns the bytes already held, which belong to the other rows."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return _allocated(device)
+
+
+def precision(device: torch.device) -> str:
+    """The precision the loop's steps run at on ``device``: its autocast dtype (bf16 on recent GPUs), else fp32."""
+    context = autocast(device)
+    dtype = context.fast_dtype if isinstance(context, torch.autocast) else torch.float32
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+def table(rows: dict[str, Row]) -> list[dict]:
+    """The printed table as records: img/s, the ratios to the plain step and the naive loop, peak GiB (NaN: None)."""
+    plain, naive = rows["plain"].speed, rows["naive"].speed
+    return [{"row": name, "img_per_s": row.speed, "x_plain": row.speed / plain, "x_naive": row.speed / naive,
+             "peak_gib": None if np.isnan(row.peak) else row.peak} for name, row in rows.items()]
 
 
 def main() -> None:
@@ -179,6 +215,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per row (interleaved); best kept")
     parser.add_argument("--workers", type=int, default=2, help="reader threads of the epoch row")
+    parser.add_argument("--json", type=Path, help="also write the table, with the settings, to this JSON file")
     args = parser.parse_args()
     device = resolve_device(args.device)
     set_verbosity(0)
@@ -191,13 +228,20 @@ def main() -> None:
             for row in rows.values():
                 row.time_round()
 
-    plain, naive = rows["plain"].speed, rows["naive"].speed
+    records = table(rows)
     print(f"{args.arch} {args.size}px, batch {args.batch}, M={args.label_sets}, C={N_CLASSES}, {device}, "
-          f"best of {args.repeats} x {args.steps} steps")
+          f"{precision(device)}, best of {args.repeats} x {args.steps} steps")
     print(f"{'row':28s} {'img/s':>9s} {'x plain':>8s} {'x naive':>8s} {'peak GiB':>9s}")
-    for name, row in rows.items():
-        print(f"{name:28s} {row.speed:9.1f} {row.speed / plain:8.2f} {row.speed / naive:8.2f} {row.peak:9.2f}")
+    for record in records:
+        peak = float("nan") if record["peak_gib"] is None else record["peak_gib"]
+        print(f"{record['row']:28s} {record['img_per_s']:9.1f} {record['x_plain']:8.2f} {record['x_naive']:8.2f} "
+              f"{peak:9.2f}")
     print("epoch from cache near 1.00 x plain: data loading is hidden behind the compute")
+    if args.json:
+        settings = {key: getattr(args, key) for key in ("arch", "size", "batch", "label_sets", "steps", "warmup",
+                                                        "repeats", "workers")}
+        write_json(args.json, {**settings, "device": str(device), "precision": precision(device),
+                               "n_classes": N_CLASSES, "rows": records})
 
 
 if __name__ == "__main__":

@@ -45,6 +45,19 @@ def pattern(index: int, shape: tuple[int, int] = (24, 20)) -> np.ndarray:
     return np.clip(base + ramp, 0, 255).astype(np.uint8)
 
 
+def radiograph(shape=(600, 500), seed: int = 0) -> np.ndarray:
+    """A smooth body shape with film noise: compresses and resamples like a chest film."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    body = 60 + 150 * np.exp(-((xx / shape[1] - 0.5) ** 2 / 0.08 + (yy / shape[0] - 0.5) ** 2 / 0.2))
+    return np.clip(body + rng.normal(0, 6, shape), 0, 255).astype(np.uint8)
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 images, in grey levels."""
+    return float(np.abs(a.astype(int) - b.astype(int)).mean())
+
+
 def write_raster(path: Path, pixels: np.ndarray, **save_options) -> Path:
     """Write a PNG or JPG (by suffix) with Pillow; 16-bit arrays become 16-bit PNGs."""
     path.parent.mkdir(parents=True, exist_ok=True)

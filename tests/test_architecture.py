@@ -26,7 +26,7 @@ LAYERS = [
     {"models"},
     {"fusion", "text"},
     {"runs"},
-    {"train", "evaluate", "refine", "ingest", "simulate"},
+    {"train", "evaluate", "refine", "ingest", "simulate", "reports"},
     {"demo"},
     {"cli"},
     {"__main__"},

@@ -53,6 +53,8 @@ NOT_UTF8 = b"\xff\xfe\x9c"
 SUBJECT = DEFAULT_IMAGES[0].subject  # a MIMIC subject id: must never appear in a message
 #: Wording no error line may contain (a doubled word the issue reported).
 NEVER_SAID = ["file file"]
+#: A valid rules table for ``ltv label-reports --rules``: one mention phrase.
+RULES = "kind,finding,phrase,option\nmention,Hernia,hiatal hernia,\n"
 
 
 # ----------------------------------------------------------------------------- the shared valid world
@@ -244,6 +246,7 @@ WRITERS: dict[str, Callable[[World, Path, Path], list]] = {
     "ingest cifar10": lambda w, d, out: ["ingest", "cifar10", "--root", w.cifar, "--out", out],
     "ingest npz": lambda w, d, out: ["ingest", "npz", w.npz, "--out", out],
     "ingest relabels": lambda w, d, out: ["ingest", "relabels", w.dataset, w.queue, "--out", out],
+    "label-reports": lambda w, d, out: ["label-reports", w.dataset, "--out", out, "--workers", "0"],
     "simulate": lambda w, d, out: ["simulate", w.dataset, "--out", out, "--annotators", "HS"],
     "train": lambda w, d, out: ["train", w.dataset, "--out", out, "--epochs", "1", "--workers", "0", *TRAIN_FAST],
     "export-labels": lambda w, d, out: ["export-labels", w.run, w.dataset, "--out", out.with_suffix(".csv"),
@@ -269,8 +272,9 @@ def read_only_cases() -> list[Case]:
     for command, argv in WRITERS.items():
         cases.append(Case(f"{command}: --out on a read-only folder",
                           lambda w, d, argv=argv: Call(argv(w, d, ro(d) / "out"), ["--out", "/ro/"], locked=ro(d))))
-        if command in ("demo", "refine", "refine-sim"):
+        if command in ("demo", "refine", "refine-sim", "label-reports"):
             continue  # refused up front like the others; their writes are the same atomic helpers
+            # (label-reports would first need medspaCy and a dataset of reports)
         cases.append(Case(f"{command}: the write itself fails on a read-only folder",
                           lambda w, d, argv=argv: Call(argv(w, d, ro(d) / "out"), ["/ro/", "cannot write"],
                                                        locked=ro(d), bypass_precheck=True)))
@@ -292,7 +296,7 @@ def output_rule_cases() -> list[Case]:
     """--out that is not ltv's to replace: a user's folder, an input, a file, a link, an output without --force."""
     cases = []
     for command in ("ingest table", "ingest npz", "ingest nih", "ingest chexpert", "simulate", "train", "evaluate",
-                    "ingest relabels"):
+                    "ingest relabels", "label-reports"):
         argv = WRITERS[command]
         cases.append(Case(f"{command}: --out is a folder of the user's", lambda w, d, argv=argv: Call(
             argv(w, d, user_folder(d)), ["--out", "mine", "never replaces"])))
@@ -355,6 +359,16 @@ def output_rule_cases() -> list[Case]:
         Case("ingest relabels: in place, the queue inside the dataset", lambda w, d: Call(
             ["ingest", "relabels", (ds := copy(w.dataset, d / "ds")), copy(w.queue, ds / "queue.csv")],
             ["DATASET", "contains", "queue.csv"])),
+        Case("label-reports: --out is the dataset", lambda w, d: Call(
+            WRITERS["label-reports"](w, d, w.dataset), ["--out", "which this command reads"])),
+        Case("label-reports: --out lies inside the dataset", lambda w, d: Call(
+            WRITERS["label-reports"](w, d, w.dataset / "new"), ["--out", "lies inside"])),
+        Case("label-reports: --out is an ltv dataset, no --force", lambda w, d: Call(
+            WRITERS["label-reports"](w, d, copy(w.dataset, d / "old")), ["--force", "old",
+                                                                         "already holds an ltv dataset"])),
+        Case("label-reports: --out is a --rules file", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, (rules := put(d / "rules.csv", RULES))), "--rules", rules],
+            ["--out", "rules.csv", "which this command reads"])),
         Case("demo: --out is a folder of the user's", lambda w, d: Call(
             WRITERS["demo"](w, d, user_folder(d)), ["--out", "mine"])),
     ]
@@ -644,6 +658,7 @@ def dataset_cases() -> list[Case]:
         "refine-sim": lambda w, d, ds: ["refine-sim", ds, "--budget", "2", "--out", d / "r.csv"],
         "embed-reports": lambda w, d, ds: ["embed-reports", ds, "--embeddings", d / "none.csv"],
         "ingest relabels": lambda w, d, ds: ["ingest", "relabels", ds, w.queue, "--out", d / "new"],
+        "label-reports": lambda w, d, ds: ["label-reports", ds, "--out", d / "new", "--workers", "0"],
     }
     plan = [("info", damage) for damage in damages] + [
         (command, damage) for command in commands if command != "info"
@@ -737,6 +752,27 @@ def table_reader_cases() -> list[Case]:
         Case("simulate: matrix of words", lambda w, d: Call(
             ["simulate", w.dataset, "--out", d / "sim", "--matrices", put(d / "m.json", '{"me": [["a", "b"]]}')],
             ["m.json:me", "not a table of numbers"])),
+        Case("label-reports: --rules file missing", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, d / "new"), "--rules", d / "none.csv"], ["none.csv", "no such rules file"])),
+        Case("label-reports: --rules of random bytes", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, d / "new"), "--rules", put(d / "r.csv", RANDOM)], ["r.csv"])),
+        Case("label-reports: --rules with a cell that is not UTF-8", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, d / "new"), "--rules", put(d / "r.csv", RULES.encode() + b"mention,"
+                                                                       b"Hernia," + NOT_UTF8 + b",\n")],
+            ["r.csv", "line 3", "UTF-8"])),
+        Case("label-reports: --rules header only", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, d / "new"), "--rules", put(d / "r.csv", "kind,finding,phrase,option\n")],
+            ["r.csv"])),
+        Case("label-reports: --rules row of an unknown kind", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, d / "new"), "--rules", put(d / "r.csv", RULES + "sideways,,absent,\n")],
+            ["r.csv", "line 3", "'sideways'"])),
+        Case("label-reports: --replace-rules without --rules", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, d / "new"), "--replace-rules"], ["--replace-rules", "--rules"])),
+        Case("label-reports: classes the rules have no phrases for", lambda w, d: Call(
+            WRITERS["label-reports"](w, d, d / "new"), ["class0", "--rules"])),
+        Case("label-reports: a labeller name with a space", lambda w, d: Call(
+            [*WRITERS["label-reports"](w, d, d / "new"), "--labeller", "my labeller"], ["--labeller",
+                                                                                      "'my labeller'"])),
         Case("embed-reports: embeddings CSV not UTF-8", lambda w, d: Call(
             ["embed-reports", copy(w.dataset, d / "ds"), "--embeddings", put(d / "e.csv", b"image_id,e0\nimg0000,"
                                                                             + NOT_UTF8)], ["e.csv"])),

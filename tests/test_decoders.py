@@ -22,7 +22,8 @@ from ltvcli.ingest.images import dicom_to_uint8, load_image, load_image_full
 from ltvcli.ingest.jpeg import decode_scaled, jpeg_frame
 from ltvcli.ingest.mimic import mimic_spec
 
-from helpers_ingest import MimicImage, dicom_id, encode_dicom, error_line, write_dicom, write_mimic, write_raster
+from helpers_ingest import (MimicImage, dicom_id, encode_dicom, error_line, mean_difference, radiograph, write_dicom,
+                            write_mimic, write_raster)
 
 # ----------------------------------------------------------------------------- DICOM transfer syntaxes
 
@@ -94,18 +95,6 @@ def test_undecodable_dicom_is_skipped_with_its_transfer_syntax_only(cli, tmp_pat
 
 
 # ----------------------------------------------------------------------------- JPEG: fast paths vs the reference
-
-
-def radiograph(shape=(600, 500), seed: int = 0) -> np.ndarray:
-    """A smooth body shape with film noise: compresses and resamples like a chest film."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
-    body = 60 + 150 * np.exp(-((xx / shape[1] - 0.5) ** 2 / 0.08 + (yy / shape[0] - 0.5) ** 2 / 0.2))
-    return np.clip(body + rng.normal(0, 6, shape), 0, 255).astype(np.uint8)
-
-
-def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(int) - b.astype(int)).mean())
 
 
 @pytest.fixture
@@ -207,17 +196,6 @@ def test_device_cuda_without_a_gpu_is_one_line(cli, tmp_path):
     assert not (tmp_path / "ds").exists()
     assert "--device 'gpu'" in error_line(cli("ingest", "mimic", *source.args(), "--out", tmp_path / "ds",
                                               "--device", "gpu", ok=False))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU suite)")
-def test_device_cuda_ingest_matches_the_cpu_ingest(cli, tmp_path):
-    rows = [MimicImage(dicom_id(i), f"1{i:07d}", f"5{i:07d}", "PA", "train") for i in range(8)]
-    source = write_mimic(tmp_path / "src", images=rows, labels={}, size=(600, 500),
-                         pixels=lambda i, shape: radiograph(shape, seed=i), reports=False)
-    cli("ingest", "mimic", *source.args(), "--out", tmp_path / "cpu", "--size", "64", "--workers", "0")
-    cli("ingest", "mimic", *source.args(), "--out", tmp_path / "gpu", "--size", "64", "--device", "cuda")
-    cpu, gpu = (np.load(tmp_path / name / "images.npy") for name in ("cpu", "gpu"))
-    assert gpu.shape == cpu.shape and mean_difference(gpu, cpu) <= 2
 
 
 def test_a_cpu_ingest_does_not_import_torch():

@@ -24,3 +24,10 @@ def test_ci_runs_the_readme_test_command():
 
 def test_changelog_has_unreleased_section():
     assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_ci_installs_what_label_reports_needs():
+    from ltvcli.reports.engine import INSTALL
+    no_deps = INSTALL.split(" && ")[1]
+    assert no_deps.startswith("pip install --no-deps medspacy")
+    assert no_deps in readme_commands()[1]
