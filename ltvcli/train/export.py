@@ -26,7 +26,8 @@ from ltvcli.fusion.table import refined_table
 from ltvcli.outputs import REFINED_LABELS, check_output
 from ltvcli.runs.predict import open_run, run_text_embeddings
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.runtime.loader import ImageLoader, ordered_batches
+from ltvcli.runtime.inputs import model_inputs
+from ltvcli.runtime.loader import ordered_batches
 from ltvcli.train.data import DeviceLabels
 from ltvcli.train.method import build_method
 
@@ -44,12 +45,12 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
     method.eval()
     rows = np.concatenate([dataset.indices(split) for split in splits])
     labels = DeviceLabels(dataset, target, run_text_embeddings(record, dataset, rows))
-    loader = ImageLoader(dataset.images, ordered_batches(rows, batch_size), pin_memory=target.type == "cuda")
+    batches = ordered_batches(rows, batch_size)
     refined, binarised, weights = [], [], []
     n_sets, n_classes = len(dataset.label_set_names), len(dataset.classes)
-    with track(len(loader), "refining labels") as advance:
-        for batch_rows, images in loader:
-            batch = labels.batch(batch_rows, images)
+    with track(len(batches), "refining labels") as advance:
+        for batch_rows, index, inputs in model_inputs(dataset, record.config.input, target).batches(batches):
+            batch = labels.batch(index, inputs)
             with autocast(target):
                 result = method.refine(model, batch)
             size = len(batch_rows)
