@@ -388,7 +388,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-ceiling", action="store_true", help="Leave out the clean-label row")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="Seeds (default 0 1 2; --smoke: 0)")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--arch", default="tiny")
+    parser.add_argument("--arch", default="tiny", help="Backbone of runs on images")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu", help="`ltv train --device`")
@@ -412,10 +412,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def train_options(args: argparse.Namespace) -> dict:
-    """The ``TrainConfig`` fields every training shares, ``--set`` values typed by their declaration."""
-    options = {"epochs": args.epochs, "arch": args.arch, "batch_size": args.batch_size, "lr": args.lr,
-               "device": args.device, "workers": args.workers}
+def train_options(args: argparse.Namespace, has_images: bool) -> dict:
+    """The ``TrainConfig`` fields every training shares, ``--set`` values typed by their declaration.
+
+    ``has_images``: the dataset has pixels, so ``--arch`` applies unless ``--set input=features``.
+    """
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
+               "workers": args.workers}
     declared = {item.name: item for item in TrainConfig.declared() if item.name not in PER_RUN}
     for text in args.options:
         name, _, value = text.partition("=")
@@ -423,6 +426,8 @@ def train_options(args: argparse.Namespace) -> dict:
             raise LtvError(f"--set {text!r}: expected NAME=VALUE with NAME a training option "
                            f"({', '.join(declared)})")
         options[name] = _typed(declared[name].kind, value, text)
+    if has_images and options.get("input") != "features":  # the backbone: only a run on pixels has one
+        options["arch"] = args.arch
     TrainConfig(dataset=".", out=".", **options)  # a bad value fails now, before any training
     return options
 
@@ -460,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = Dataset.open(args.dataset)
         check_dataset(dataset)
         rows = [checked_row(text) for text in (args.methods or default_methods())]
-        settings = Settings(train_options(args), args.folds, args.device)
+        settings = Settings(train_options(args, dataset.has_images), args.folds, args.device)
         missing = fusion_peers.missing_packages(args.peers)
         if missing:
             skipped = [p for p in args.peers if fusion_peers.PACKAGES[p] in missing]
