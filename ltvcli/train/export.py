@@ -1,15 +1,14 @@
-"""Refined labels of a trained run (``ltv export-labels``): what the method would train each image on.
+"""Refined labels of a trained run (``ltv export-labels RUN DATASET``): what the method would train each image on.
 
 For every image of the chosen splits and every class: the refined soft label
 ȳ, its binarisation ỹ and the vote weight of each label set, computed by
 ``method.refine(model, batch)`` with the run's best (or last) checkpoint.
 The model is in eval mode, so an image's refined label does not depend on
-which other images share its batch. Long layout, one row per (image, class)::
-
-    image_id, finding, refined, binarised, weight_<label set>, ...
-
-Weights given per sample ([B, M]) are repeated for each class; methods with
-no vote (CM, single, mv) have NaN weights.
+which other images share its batch. The table's layout is
+:mod:`ltvcli.fusion.table` (one row per image and class); weights given per
+sample ([B, M]) are repeated for each class, and methods with no vote (CM,
+single, mv) have NaN weights. Label-only fusion, without a run, is
+:mod:`ltvcli.fusion.labelonly`.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ltvcli.atomic import atomic_path, write_csv
+from ltvcli.atomic import check_table_path, write_table
 from ltvcli.console import track
 from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
+from ltvcli.fusion.table import refined_table
 from ltvcli.outputs import REFINED_LABELS, check_output
 from ltvcli.runs.predict import open_run, run_text_embeddings
 from ltvcli.runtime.device import autocast, resolve_device
@@ -31,31 +30,7 @@ from ltvcli.runtime.loader import ImageLoader, ordered_batches
 from ltvcli.train.data import DeviceLabels
 from ltvcli.train.method import build_method
 
-TABLE_SUFFIXES = (".csv", ".parquet")
 EXPORT_SPLITS = ("train", "validate", "test")
-
-
-def write_table(frame: pd.DataFrame, out: Path) -> None:
-    """Write ``frame`` atomically as CSV or Parquet, chosen by the file's extension."""
-    suffix = out.suffix.lower()
-    if suffix == ".csv":
-        write_csv(out, frame)
-    elif suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401  (pandas needs it for Parquet)
-        except ImportError:
-            raise LtvError(f"{out}: writing Parquet needs pyarrow (pip install 'ltv[parquet]'); "
-                           "or write .csv") from None
-        with atomic_path(out) as tmp:
-            frame.to_parquet(tmp, index=False)
-    else:
-        raise LtvError(f"{out}: unknown table format {suffix or '(no extension)'!r}; expected .csv or .parquet")
-
-
-def check_table_path(out: Path) -> None:
-    """Reject an unknown extension before any work is done."""
-    if out.suffix.lower() not in TABLE_SUFFIXES:
-        raise LtvError(f"{out}: unknown table format {out.suffix or '(no extension)'!r}; expected .csv or .parquet")
 
 
 def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("train",), checkpoint: str = "best",
@@ -82,7 +57,8 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
             binarised.append(_per_class(result.binarised, size, n_classes))
             weights.append(_weights(result.weights, size, n_sets, n_classes))
             advance(1)
-    return _long_table(dataset, rows, np.concatenate(refined), np.concatenate(binarised), np.concatenate(weights))
+    return refined_table(dataset.image_ids[rows], dataset.classes, np.concatenate(refined), np.concatenate(binarised),
+                         np.concatenate(weights), dataset.label_set_names)
 
 
 def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...] = ("train",),
@@ -106,22 +82,8 @@ def _per_class(values: torch.Tensor | None, size: int, n_classes: int) -> np.nda
 
 
 def _weights(weights: torch.Tensor | None, size: int, n_sets: int, n_classes: int) -> np.ndarray:
-    """Vote weights as [B, C, M]: per-sample weights repeated over classes, NaN without a vote."""
+    """Vote weights as [B, M, C]: per-sample weights repeated over classes, NaN without a vote."""
     if weights is None:
-        return np.full((size, n_classes, n_sets), np.nan, dtype=np.float32)
+        return np.full((size, n_sets, n_classes), np.nan, dtype=np.float32)
     w = weights.detach().float().cpu().numpy()
-    return np.repeat(w[:, None, :], n_classes, axis=1) if w.ndim == 2 else w.transpose(0, 2, 1)
-
-
-def _long_table(dataset: Dataset, rows: np.ndarray, refined: np.ndarray, binarised: np.ndarray,
-                weights: np.ndarray) -> pd.DataFrame:
-    n_classes = len(dataset.classes)
-    frame = pd.DataFrame({
-        "image_id": np.repeat(dataset.image_ids[rows], n_classes),
-        "finding": np.tile(np.asarray(dataset.classes, dtype=object), len(rows)),
-        "refined": refined.reshape(-1),
-        "binarised": binarised.reshape(-1),
-    })
-    for m, name in enumerate(dataset.label_set_names):
-        frame[f"weight_{name}"] = weights[:, :, m].reshape(-1)
-    return frame
+    return np.repeat(w[:, :, None], n_classes, axis=2) if w.ndim == 2 else w
