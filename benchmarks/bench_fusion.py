@@ -63,7 +63,7 @@ import fusion_peers
 from ltvcli import __version__
 from ltvcli.atomic import write_json, write_text
 from ltvcli.console import set_verbosity, verbosity
-from ltvcli.dataset import Dataset, DatasetSpec, LabelSet
+from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
 from ltvcli.dataset.layers import build_layer
 from ltvcli.errors import LtvError
 from ltvcli.fusion import registry
@@ -215,7 +215,8 @@ def label_accuracy(refined: np.ndarray, binarised: np.ndarray, truth: np.ndarray
 
 # ----------------------------------------------------------------------------- the peers' labels
 def write_layer(base: Dataset, out: Path, extra: dict[str, np.ndarray]) -> Dataset:
-    """``base`` with the label sets ``extra`` (stored layout, all rows) appended, as a label layer at ``out``."""
+    """``base`` with the label sets ``extra`` (stored layout, all rows) appended, at ``out``: a label layer over
+    ``base``'s images, or a copy of a dataset without them."""
     clash = sorted(set(extra) & set(base.label_set_names))
     if clash:
         raise LtvError(f"{base.path}: already has label set(s) {', '.join(clash)}, which the benchmark writes")
@@ -223,8 +224,25 @@ def write_layer(base: Dataset, out: Path, extra: dict[str, np.ndarray]) -> Datas
     spec = DatasetSpec(task=base.task, classes=base.classes, manifest=base.manifest,
                        label_sets=base.label_sets + [LabelSet(name, LABELLER) for name in extra],
                        labels=np.concatenate([np.asarray(base.labels), added], axis=1),
-                       ground_truth=base.ground_truth, source={"name": LABELLER, "from": str(base.path)})
-    return build_layer(spec, out, over=base)
+                       ground_truth=base.ground_truth, source={"name": LABELLER, "from": str(base.path)},
+                       has_images=base.has_images)
+    return build_layer(spec, out, over=base) if base.has_images else copy_without_images(spec, out, base)
+
+
+def copy_without_images(spec: DatasetSpec, out: Path, base: Dataset) -> Dataset:
+    """``spec`` as a complete dataset folder with ``base``'s image features (if any).
+
+    A label layer stands on an image cache, which a dataset of features
+    alone (``ltv ingest answers``) does not have; features are small, so
+    they are copied.
+    """
+    from ltvcli.dataset.features import write_features
+
+    folder = build_dataset(spec, out, size=0, channels=0).path
+    if base.has_features:
+        meta = {key: value for key, value in base.feature_meta.items() if key not in ("dim", "ltv_version")}
+        write_features(folder, base.features, meta)
+    return Dataset.open(folder)
 
 
 def on_train_rows(dataset: Dataset, values: np.ndarray) -> np.ndarray:

@@ -77,6 +77,29 @@ def test_smoke_without_peers(tmp_path, capsys, monkeypatch, task):
         "clean_labels__ceiling_", "mv", "single_set2"]
 
 
+def test_smoke_on_a_crowd_of_features(tmp_path, capsys, monkeypatch, cli):
+    """LabelMe's layout (``ltv ingest answers``: workers' answers and features, no pixels): the peers' labels
+    go into a copy of the dataset with its features, and every row trains a head on the features."""
+    from helpers_features import write_crowd
+
+    for module in ("crowdkit", "cleanlab"):
+        monkeypatch.setitem(sys.modules, module, None)
+    crowd = write_crowd(tmp_path / "files")
+    cli("ingest", "answers", "--out", tmp_path / "crowd", *crowd.args())
+    code, out, err = run(capsys, tmp_path / "crowd", "--smoke", "--methods", "single:worker_02", "mv",
+                         "--json", tmp_path / "fusion.json", "--work", tmp_path / "work")
+    assert code == 0, err
+    result = json.loads((tmp_path / "fusion.json").read_text())
+    assert list(result["rows"]) == ["single:worker_02", "mv", "clean labels (ceiling)"]
+    assert "arch" not in result["train"]  # no backbone: the runs read features
+    worker = float(np.mean(crowd.answers[:, 1] == crowd.truth["train"]))
+    assert result["rows"]["single:worker_02"]["label_export"] == [pytest.approx(worker)]
+    assert result["rows"]["clean labels (ceiling)"]["label_export"] == [1.0]
+    base, copy = Dataset.open(tmp_path / "crowd"), Dataset.open(tmp_path / "work" / "seed0" / "peers")
+    assert not copy.has_images and np.array_equal(copy.features, base.features)
+    assert copy.label_set_names == base.label_set_names + ["clean"]
+
+
 def test_default_rows_come_from_the_fusion_registry(monkeypatch):
     assert bench_fusion.default_methods() == [
         *(f"ltv:{vote}" for vote in registry.VOTES), "single:dawid_skene", "mv", "cm"]
