@@ -35,7 +35,8 @@ def test_options_of_other_methods_are_ignored_with_a_warning(cli, tmp_path):
     run = tmp_path / "run"
     result = cli("train", data.path, "--out", run, "--method", "cm", "--alpha", "0.5", "--vote", "reliability",
                  "--cm-trace", "0.05", "--epochs", "1", "--max-steps", "1", *TRAIN_FAST)
-    assert "warning: --alpha applies to --method ltv only; ignored by --method cm" in result.output
+    assert ("warning: --alpha applies to --method ltv --vote paper, --method ltv --vote reliability only; ignored "
+            "by --method cm") in result.output
     assert "warning: --vote applies to --method ltv only; ignored by --method cm" in result.output
     record = read_record(run, RunRecord)
     assert record.config.method_options.cm_trace == 0.05 and "alpha" not in record.config.to_json()

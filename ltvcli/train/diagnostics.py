@@ -2,8 +2,10 @@
 
 Per step :class:`EpochStats` adds the loss and, for methods with a vote, the
 vote weights and their entropy; where the training split has ground truth,
-also the accuracy of the refined labels and the weight on correct vs wrong
-labels (the paper's Tables 2 and 3). Sums stay on the device (no sync per
+also the accuracy of the labels the steps trained on (``step_refined_accuracy``:
+each from the model of its own step) and the weight on correct vs wrong
+labels (the paper's Tables 2 and 3). The run's refined labels are those of
+the epoch-end pass (:mod:`ltvcli.train.refinement`). Sums stay on the device (no sync per
 step) and are reduced over ranks once per epoch. :func:`vote_warning` says
 when a vote has stopped choosing between label sets.
 """
@@ -91,7 +93,7 @@ class EpochStats:
                 means = {name: out[f"weight_{name}"] for name in label_set_names}
                 out["vote_warning"] = vote_warning(means, out["vote_entropy"])
         if "refined_count" in sums:
-            out["refined_accuracy"] = ratio(sums["refined_correct"], sums["refined_count"])
+            out["step_refined_accuracy"] = ratio(sums["refined_correct"], sums["refined_count"])
         if "n_correct" in sums:
             for key in ("correct", "wrong"):
                 out[f"weight_{key}"] = ratio(sums[f"w_{key}"].sum(), sums[f"n_{key}"].sum())

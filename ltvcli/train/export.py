@@ -1,10 +1,12 @@
 """Refined labels of a trained run (``ltv export-labels``): what the method would train each image on.
 
 For every image of the chosen splits and every class: the refined soft label
-ȳ, its binarisation ỹ and the vote weight of each label set, computed by
-``method.refine(model, batch)`` with the run's best (or last) checkpoint.
-The model is in eval mode, so an image's refined label does not depend on
-which other images share its batch. Long layout, one row per (image, class)::
+ȳ, its binarisation ỹ and the vote weight of each label set, computed by the
+refinement pass (:mod:`ltvcli.train.refinement`) with the run's best (or
+last) checkpoint: the procedure training measured its ``refined_accuracy``
+with, over the same batches (each split in order, the run's batch size), so
+the train split's labels are the ones training reported for that epoch.
+Long layout, one row per (image, class)::
 
     image_id, finding, refined, binarised, weight_<label set>, ...
 
@@ -14,22 +16,24 @@ no vote (CM, single, mv) have NaN weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ltvcli.atomic import atomic_path, write_csv
 from ltvcli.console import track
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.fusion.base import Batch
 from ltvcli.outputs import REFINED_LABELS, check_output
 from ltvcli.runs.predict import open_run, run_text_embeddings
-from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.runtime.loader import ImageLoader, ordered_batches
+from ltvcli.runtime.device import resolve_device
+from ltvcli.runtime.loader import ImageLoader
 from ltvcli.train.data import DeviceLabels
 from ltvcli.train.method import build_method
+from ltvcli.train.refinement import pass_batches, refinement_pass
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 EXPORT_SPLITS = ("train", "validate", "test")
@@ -59,7 +63,7 @@ def check_table_path(out: Path) -> None:
 
 
 def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("train",), checkpoint: str = "best",
-                   device: str = "auto", batch_size: int = 64) -> pd.DataFrame:
+                   device: str = "auto") -> pd.DataFrame:
     """The refined labels of ``run`` on ``dataset`` (long layout, see the module docstring)."""
     target = resolve_device(device)
     model, record, state = open_run(run, checkpoint, target)
@@ -69,20 +73,12 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
     method.eval()
     rows = np.concatenate([dataset.indices(split) for split in splits])
     labels = DeviceLabels(dataset, target, run_text_embeddings(record, dataset, rows))
-    loader = ImageLoader(dataset.images, ordered_batches(rows, batch_size), pin_memory=target.type == "cuda")
-    refined, binarised, weights = [], [], []
-    n_sets, n_classes = len(dataset.label_set_names), len(dataset.classes)
+    batches = [batch for split in splits for batch in pass_batches(dataset.indices(split), record.config.batch_size)]
+    loader = ImageLoader(dataset.images, batches, pin_memory=target.type == "cuda")
     with track(len(loader), "refining labels") as advance:
-        for batch_rows, images in loader:
-            batch = labels.batch(batch_rows, images)
-            with autocast(target):
-                result = method.refine(model, batch)
-            size = len(batch_rows)
-            refined.append(_per_class(result.refined, size, n_classes))
-            binarised.append(_per_class(result.binarised, size, n_classes))
-            weights.append(_weights(result.weights, size, n_sets, n_classes))
-            advance(1)
-    return _long_table(dataset, rows, np.concatenate(refined), np.concatenate(binarised), np.concatenate(weights))
+        result = refinement_pass(model, method, _tracked(loader, labels, advance), len(rows), target)
+    return _long_table(dataset, rows, result.refined.cpu().numpy(), result.binarised.cpu().numpy(),
+                       result.weights.cpu().numpy())
 
 
 def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...] = ("train",),
@@ -98,19 +94,11 @@ def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...
     return frame
 
 
-def _per_class(values: torch.Tensor | None, size: int, n_classes: int) -> np.ndarray:
-    """[B, C] float array; NaN where the method gives no value."""
-    if values is None:
-        return np.full((size, n_classes), np.nan, dtype=np.float32)
-    return values.detach().float().cpu().numpy()
-
-
-def _weights(weights: torch.Tensor | None, size: int, n_sets: int, n_classes: int) -> np.ndarray:
-    """Vote weights as [B, C, M]: per-sample weights repeated over classes, NaN without a vote."""
-    if weights is None:
-        return np.full((size, n_classes, n_sets), np.nan, dtype=np.float32)
-    w = weights.detach().float().cpu().numpy()
-    return np.repeat(w[:, None, :], n_classes, axis=1) if w.ndim == 2 else w.transpose(0, 2, 1)
+def _tracked(loader: ImageLoader, labels: DeviceLabels, advance: Callable[[int], None]) -> Iterator[Batch]:
+    """The loader's batches, assembled on the device, each counted on the progress bar once refined."""
+    for rows, images in loader:
+        yield labels.batch(rows, images)
+        advance(1)
 
 
 def _long_table(dataset: Dataset, rows: np.ndarray, refined: np.ndarray, binarised: np.ndarray,
