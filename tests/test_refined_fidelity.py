@@ -9,7 +9,6 @@ metric of the checkpoint's epoch, for the best and the last checkpoint.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -33,6 +33,7 @@ from ltvcli.fusion.registry import (
 )
 
 __all__ = [
-    "EXPERT_SET", "METHODS", "METHOD_NAMES", "VOTES", "CmOptions", "CrossFitOptions", "LtvOptions", "MethodSpec", "ReliabilityOptions",
+    "EXPERT_SET", "METHODS", "METHOD_NAMES", "VOTES", "CmOptions", "CrossFitOptions", "LtvOptions", "MethodSpec",
+    "ReliabilityOptions",
     "SingleOptions", "TieBreakOptions", "make_method", "method_spec",
 ]

@@ -99,7 +99,9 @@ class FusionMethod(nn.Module):
         """At the end of a complete epoch, before the refinement pass: update what the pass reads. Default: nothing."""
 
     def after_refinement(self, rows: torch.Tensor, refined: torch.Tensor) -> None:
-        """At the end of a complete epoch: the pass's refined labels [N, C] of the training ``rows``. Default: nothing."""
+        """At the end of a complete epoch: the pass's refined labels [N, C] of the training ``rows``.
+
+        Default: nothing."""
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         """Compute the training loss of ``model`` on ``batch`` (and the refined labels, where defined)."""

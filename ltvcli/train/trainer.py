@@ -9,9 +9,9 @@ report embeddings (``Batch.text``), which the methods pass to the model.
 Per epoch it runs the refinement pass over the training split where the
 split has ground truth or the method needs it (:mod:`ltvcli.train.refinement`;
 its accuracy is the ``refined_accuracy`` that export reproduces), scores the
-validation split (:mod:`ltvcli.train.validation`), keeps the best checkpoint (:mod:`ltvcli.train.checkpoint`), records the
-method's diagnostics (:mod:`ltvcli.train.diagnostics`) and shows its progress
-(:mod:`ltvcli.train.progress`). The run folder's record is written before the
+validation split (:mod:`ltvcli.train.validation`), keeps the best checkpoint
+(:mod:`ltvcli.train.checkpoint`), records the method's diagnostics
+(:mod:`ltvcli.train.diagnostics`) and shows its progress (:mod:`ltvcli.train.progress`). The run folder's record is written before the
 first step (:class:`~ltvcli.runs.record.RunRecord`).
 """
 
