@@ -11,8 +11,8 @@ split has ground truth or the method needs it (:mod:`ltvcli.train.refinement`;
 its accuracy is the ``refined_accuracy`` that export reproduces), scores the
 validation split (:mod:`ltvcli.train.validation`), keeps the best checkpoint
 (:mod:`ltvcli.train.checkpoint`), records the method's diagnostics
-(:mod:`ltvcli.train.diagnostics`) and shows its progress (:mod:`ltvcli.train.progress`). The run folder's record is written before the
-first step (:class:`~ltvcli.runs.record.RunRecord`).
+(:mod:`ltvcli.train.diagnostics`) and shows its progress (:mod:`ltvcli.train.progress`). The run
+folder's record is written before the first step (:class:`~ltvcli.runs.record.RunRecord`).
 """
 
 from __future__ import annotations
