@@ -45,6 +45,6 @@ def test_options_of_other_methods_are_ignored_with_a_warning(cli, tmp_path):
 def test_the_record_holds_the_methods_typed_options(cli, tmp_path):
     data = make_dataset(tmp_path / "ds", n=30)
     run = tmp_path / "run"
-    cli("train", data.path, "--out", run, "--k", "20", "--epochs", "1", "--max-steps", "1", *TRAIN_FAST)
+    cli("train", data.path, "--out", run, "--vote", "paper", "--k", "20", "--epochs", "1", "--max-steps", "1", *TRAIN_FAST)
     options = read_record(run, RunRecord).config.method_options
     assert options == LtvOptions(k=20.0)
