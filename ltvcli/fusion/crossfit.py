@@ -13,8 +13,9 @@ State (all in the checkpoint):
 * H linear *cross-fit heads* on a representation of the image that no label
   of row i has shaped: the model's input where it is a feature vector (``ltv
   train --input features``); for an image model, with ``head_features
-  "initial"``, the image features F of the network as it was before training
-  (pretrained or random), a frozen copy kept with the method. The classifier's
+  "initial"``, the trunk output of the network as it was before training
+  (pretrained or random; a frozen copy kept with the method), average-pooled
+  to a 4 × 4 grid. The classifier's
   own F (``"trained"``) is trained on row i's label, so an "out-of-fold" head
   on it can read the memorised label back. Each training row falls in one of
   H folds by a keyed hash of (seed, row); head h trains on every row outside
@@ -67,6 +68,11 @@ from ltvcli.fusion.base import (
 from ltvcli.fusion.registry import CrossFitOptions
 from ltvcli.fusion.vote import posterior_weights
 from ltvcli.runtime.distributed import unwrap
+
+
+#: The frozen initial network's trunk output is average-pooled to this grid for the heads: where things are in the
+#: image matters to a network that has learnt nothing yet (a global average keeps only its channels' means).
+INITIAL_GRID = 4
 
 
 class CrossFitVote(FusionMethod):
@@ -149,13 +155,15 @@ class CrossFitVote(FusionMethod):
     # ------------------------------------------------------------------ the heads
     def representation(self, model: nn.Module, batch: Batch, trunk_output: torch.Tensor,
                        features: torch.Tensor) -> torch.Tensor:
-        """What the heads read, [B, D], detached: the input if it is a vector, else F of the initial or trained net."""
+        """What the heads read, [B, D], detached: the input if it is a vector, else the initial net's pooled trunk
+        output or the trained net's F."""
         if trunk_output.ndim == 2:
             return trunk_output.detach().float()
         if self.options.head_features == "trained":
             return features.detach().float()
         with torch.no_grad():  # batch statistics (the frozen copy is in train mode), no buffer updated
-            return frozen_forward(self.initial_network(model), batch.images, batch.text)[2].float()
+            frozen = frozen_forward(self.initial_network(model), batch.images, batch.text)[1]
+        return nn.functional.adaptive_avg_pool2d(frozen.float(), INITIAL_GRID).flatten(1)
 
     def initial_network(self, model: nn.Module) -> nn.Module:
         """The frozen copy of ``model`` as it was at the first step (or as the checkpoint saved it)."""
