@@ -34,18 +34,8 @@ def checkpoint_tensors(run: Path, which: str = "last") -> dict[str, torch.Tensor
     state = torch.load(run / f"{which}.pt", weights_only=True)
     flat: dict[str, torch.Tensor] = {}
     for part in ("model", "method"):
-        flat.update(_flat(state[part], part))
+        flat.update({f"{part}.{k}": v for k, v in state[part].items()})
     for pid, slots in state["optimizer"]["state"].items():
         flat.update({f"adam.{pid}.{k}": v for k, v in slots.items() if torch.is_tensor(v)})
     return flat
 
-
-def _flat(tree: dict, prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors of a nested state dict (a method's extra state holds one), by dotted name."""
-    flat: dict[str, torch.Tensor] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}.{key}"))
-        else:
-            flat[f"{prefix}.{key}"] = value
-    return flat

@@ -10,16 +10,11 @@ State (all in the checkpoint):
 
 * Dawid-Skene confusion matrices π[g, m] of every label set (``fit_labels``,
   then re-estimated by an M-step at every epoch end);
-* H linear *cross-fit heads* on a representation of the image that no label
-  of row i has shaped: the model's input where it is a feature vector (``ltv
-  train --input features``); for an image model, with ``head_features
-  "initial"``, the trunk output of the network as it was before training
-  (pretrained or random; a frozen copy kept with the method), average-pooled
-  to a 4 × 4 grid. The classifier's
-  own F (``"trained"``) is trained on row i's label, so an "out-of-fold" head
-  on it can read the memorised label back. Each training row falls in one of
-  H folds by a keyed hash of (seed, row); head h trains on every row outside
-  fold h;
+* H linear *cross-fit heads* on a detached representation of the image: the
+  model's input where it is a feature vector (``ltv train --input
+  features``), else the classifier's feature F (the GAP feature of a CNN).
+  Each training row falls in one of H folds by a keyed hash of (seed, row);
+  head h trains on every row outside fold h;
 * the table q of refined labels of the training rows (Dawid-Skene's
   posterior before the first epoch end).
 
@@ -44,8 +39,6 @@ choice.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from torch import nn
@@ -67,12 +60,6 @@ from ltvcli.fusion.base import (
 )
 from ltvcli.fusion.registry import CrossFitOptions
 from ltvcli.fusion.vote import posterior_weights
-from ltvcli.runtime.distributed import unwrap
-
-
-#: The frozen initial network's trunk output is average-pooled to this grid for the heads: where things are in the
-#: image matters to a network that has learnt nothing yet (a global average keeps only its channels' means).
-INITIAL_GRID = 4
 
 
 class CrossFitVote(FusionMethod):
@@ -93,10 +80,6 @@ class CrossFitVote(FusionMethod):
         self.register_buffer("rows", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("targets", torch.zeros(0, n_label_sets, n_classes), persistent=False)
         self.register_buffer("mask", torch.zeros(0, n_label_sets, n_classes, dtype=torch.bool), persistent=False)
-        # head_features "initial": the network before training, frozen (a list, so that it is no submodule: its
-        # parameters are not the method's to train); its weights travel in the state dict as extra state
-        self._initial: list[nn.Module] = []
-        self._initial_state: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ before training
     def fit_labels(self, targets: np.ndarray, mask: np.ndarray, rows: np.ndarray | None = None) -> None:
@@ -119,7 +102,7 @@ class CrossFitVote(FusionMethod):
         labelled = valid.any(dim=1)  # [B, G]
         entries = self._per_class(labelled)
         loss = masked_bce(logits, target, entries, mean_count(entries))
-        heads = self.head_logits(self.representation(model, batch, trunk_output, features))
+        heads = self.head_logits(self.representation(trunk_output, features))
         loss = loss + self.head_loss(heads, target, batch.index, labelled)
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(target, entries),
                           binarised=with_missing(hard_labels(target, self.multilabel), entries),
@@ -129,7 +112,7 @@ class CrossFitVote(FusionMethod):
         """The E-step: each row's posterior from its out-of-fold head and the label sets' confusions."""
         with torch.no_grad():
             logits, trunk_output, features = frozen_forward(model, batch.images, batch.text)
-            heads = self.head_logits(self.representation(model, batch, trunk_output, features))
+            heads = self.head_logits(self.representation(trunk_output, features))
             own = heads[torch.arange(len(heads), device=heads.device), self.fold(batch.index)]
             observed, valid = to_groups(batch.targets.float(), batch.mask, self.multilabel)
             evidence = torch.einsum("bmgj,gmkj->bgk", observed, self.log_confusion)
@@ -153,36 +136,10 @@ class CrossFitVote(FusionMethod):
         self.table[self.positions(rows)] = torch.nan_to_num(refined.to(self.table), nan=0.0)
 
     # ------------------------------------------------------------------ the heads
-    def representation(self, model: nn.Module, batch: Batch, trunk_output: torch.Tensor,
-                       features: torch.Tensor) -> torch.Tensor:
-        """What the heads read, [B, D], detached: the input if it is a vector, else the initial net's pooled trunk
-        output or the trained net's F."""
-        if trunk_output.ndim == 2:
-            return trunk_output.detach().float()
-        if self.options.head_features == "trained":
-            return features.detach().float()
-        with torch.no_grad():  # batch statistics (the frozen copy is in train mode), no buffer updated
-            frozen = frozen_forward(self.initial_network(model), batch.images, batch.text)[1]
-        return nn.functional.adaptive_avg_pool2d(frozen.float(), INITIAL_GRID).flatten(1)
-
-    def initial_network(self, model: nn.Module) -> nn.Module:
-        """The frozen copy of ``model`` as it was at the first step (or as the checkpoint saved it)."""
-        if not self._initial:
-            network = copy.deepcopy(unwrap(model))
-            if self._initial_state is not None:
-                network.load_state_dict(self._initial_state)
-            self._initial.append(network.requires_grad_(False).train())
-        return self._initial[0]
-
-    def get_extra_state(self) -> dict:
-        """The frozen initial network's weights, so a resumed run and export read the same representation."""
-        if self._initial:
-            return {"initial": self._initial[0].state_dict()}
-        return {} if self._initial_state is None else {"initial": self._initial_state}
-
-    def set_extra_state(self, state: dict) -> None:
-        self._initial_state = state.get("initial")
-        self._initial.clear()
+    @staticmethod
+    def representation(trunk_output: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """What the heads read, [B, D], detached: the model's input where it is a vector, else its feature F."""
+        return (trunk_output if trunk_output.ndim == 2 else features).detach().float()
 
     def head_logits(self, representation: torch.Tensor) -> torch.Tensor:
         """Every head's logits [B, H, C] on the image's representation [B, D]."""

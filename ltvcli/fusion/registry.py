@@ -25,9 +25,6 @@ from ltvcli.options import NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Options, Ran
 if TYPE_CHECKING:
     from ltvcli.fusion.base import FusionMethod
 
-#: What the cross-fitted vote's heads read of an image model (``CrossFitOptions.head_features``).
-HEAD_FEATURES = ("initial", "trained")
-
 #: The label set ``ltv ingest relabels`` writes the expert's answers into; the reliability vote trusts it.
 EXPERT_SET = "expert"
 
@@ -67,10 +64,6 @@ class CrossFitOptions(Options):
     head_lr_scale: float = option(10.0, "how many times faster than the classifier the heads learn (their logits' "
                                         "scale under the one Adam learning rate)", range=POSITIVE)
     head_decay: float = option(0.01, "L2 weight decay of the heads", range=NON_NEGATIVE)
-    head_features: str = option("initial", "what the heads read of an image model: initial (the image features of "
-                                           "the network as it was before training, frozen: no label trained them) "
-                                           "or trained (the classifier's current features); a model on feature "
-                                           "vectors always reads its input", choices=HEAD_FEATURES)
     seed: int = option(0, "assignment of the training rows to folds")
 
 
