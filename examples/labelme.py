@@ -47,7 +47,7 @@ METHODS = {
     "dawid_skene": ["--method", "single", "--label-set", "dawid_skene"],
     "ltv paper": ["--method", "ltv", "--vote", "paper"],
     "ltv reliability": ["--method", "ltv", "--vote", "reliability"],
-    "ltv reliability, model evidence 1": ["--method", "ltv", "--vote", "reliability", "--model-evidence", "1"],
+    "ltv reliability model-evidence 1": ["--method", "ltv", "--vote", "reliability", "--model-evidence", "1"],
     "ltv crossfit": ["--method", "ltv", "--vote", "crossfit"],
 }
 #: The classifier on the VGG features (Rodrigues & Pereira's LabelMe head).

@@ -11,7 +11,7 @@ State (all in the checkpoint):
 * Dawid-Skene confusion matrices π[g, m] of every label set (``fit_labels``,
   then re-estimated by an M-step at every epoch end);
 * H linear *cross-fit heads* on a detached representation of the image: the
-  model's input where it is a feature vector (``ltv train --input
+  model's input as given where it is a feature vector (``ltv train --input
   features``), else the classifier's feature F (the GAP feature of a CNN).
   Each training row falls in one of H folds by a keyed hash of (seed, row);
   head h trains on every row outside fold h;
@@ -96,13 +96,13 @@ class CrossFitVote(FusionMethod):
     # ------------------------------------------------------------------ per batch
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         """The classifier and the heads trained on the table's q for this batch's rows."""
-        logits, trunk_output, features = model(batch.images, text=batch.text, return_parts=True)
+        logits, _, features = model(batch.images, text=batch.text, return_parts=True)
         target = self.table[self.positions(batch.index)]
         observed, valid = to_groups(batch.targets.float(), batch.mask, self.multilabel)
         labelled = valid.any(dim=1)  # [B, G]
         entries = self._per_class(labelled)
         loss = masked_bce(logits, target, entries, mean_count(entries))
-        heads = self.head_logits(self.representation(trunk_output, features))
+        heads = self.head_logits(self.representation(batch, features))
         loss = loss + self.head_loss(heads, target, batch.index, labelled)
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(target, entries),
                           binarised=with_missing(hard_labels(target, self.multilabel), entries),
@@ -111,8 +111,8 @@ class CrossFitVote(FusionMethod):
     def refine(self, model: nn.Module, batch: Batch) -> StepResult:
         """The E-step: each row's posterior from its out-of-fold head and the label sets' confusions."""
         with torch.no_grad():
-            logits, trunk_output, features = frozen_forward(model, batch.images, batch.text)
-            heads = self.head_logits(self.representation(trunk_output, features))
+            logits, _, features = frozen_forward(model, batch.images, batch.text)
+            heads = self.head_logits(self.representation(batch, features))
             own = heads[torch.arange(len(heads), device=heads.device), self.fold(batch.index)]
             observed, valid = to_groups(batch.targets.float(), batch.mask, self.multilabel)
             evidence = torch.einsum("bmgj,gmkj->bgk", observed, self.log_confusion)
@@ -137,9 +137,10 @@ class CrossFitVote(FusionMethod):
 
     # ------------------------------------------------------------------ the heads
     @staticmethod
-    def representation(trunk_output: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """What the heads read, [B, D], detached: the model's input where it is a vector, else its feature F."""
-        return (trunk_output if trunk_output.ndim == 2 else features).detach().float()
+    def representation(batch: Batch, features: torch.Tensor) -> torch.Tensor:
+        """What the heads read, [B, D], detached: the model's input as given where it is a feature vector (not the
+        classifier's standardised copy: measured better), else the classifier's feature F."""
+        return (batch.images if batch.images.ndim == 2 else features).detach().float()
 
     def head_logits(self, representation: torch.Tensor) -> torch.Tensor:
         """Every head's logits [B, H, C] on the image's representation [B, D]."""
