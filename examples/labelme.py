@@ -22,7 +22,9 @@ Usage::
     python examples/labelme.py --data ../shared/data/labelme --work /tmp/ltv-labelme --seeds 0 1 2 3 4
 
 Everything lands in ``--work`` and is skipped when already there, so an
-interrupted run continues. ``--tables FILE`` also writes the table to FILE.
+interrupted run continues; ``--table-only`` prints the table of the runs that
+finished (several invocations with different ``--methods`` may train into one
+work folder at once). ``--tables FILE`` also writes the table to FILE.
 """
 
 from __future__ import annotations
@@ -109,15 +111,19 @@ def test_accuracies(dataset: Path, work: Path, runs: dict[str, Path]) -> dict[st
 
 
 def table(work: Path, dataset: Dataset, methods: list[str], seeds: list[int]) -> str:
-    runs = {run_name(m, s): work / "runs" / run_name(m, s) for m in methods for s in seeds}
+    """One row per method over the seeds whose run finished (the seeds column says which)."""
+    done = {m: [s for s in seeds if (work / "runs" / f"{run_name(m, s)}.done").exists()] for m in methods}
+    runs = {run_name(m, s): work / "runs" / run_name(m, s) for m in methods for s in done[m]}
     test = test_accuracies(dataset.path, work, runs)
-    lines = ["| method | refined labels (training, best epoch) | same, from `ltv export-labels` | test accuracy |",
-             "|---|---|---|---|"]
+    (work / "labels").mkdir(exist_ok=True)
+    lines = ["| method | seeds | refined labels (training, best epoch) | same, from `ltv export-labels` | test accuracy |",
+             "|---|---|---|---|---|"]
     for method in methods:
-        names = [run_name(method, s) for s in seeds]
+        names = [run_name(method, s) for s in done[method]]
         reported = [best_record(runs[n]).get("refined_accuracy") for n in names]
         exported = [exported_accuracy(runs[n], dataset, work / "labels" / f"{n}.csv") for n in names]
-        lines.append(f"| {method} | {mean_sd(reported)} | {mean_sd(exported)} | {mean_sd([test[n] for n in names])} |")
+        lines.append(f"| {method} | {' '.join(map(str, done[method])) or '-'} | {mean_sd(reported)} | "
+                     f"{mean_sd(exported)} | {mean_sd([test[n] for n in names])} |")
     return "\n".join(lines)
 
 
@@ -132,6 +138,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 2), help="Trainings at a time")
     parser.add_argument("--methods", default=",".join(METHODS), help="Comma-separated, of: " + ", ".join(METHODS))
     parser.add_argument("--tables", type=Path, help="Also write the table (Markdown) to this file")
+    parser.add_argument("--table-only", action="store_true", help="Train nothing: the table of the runs that finished")
     args = parser.parse_args()
     methods = args.methods.split(",")
     if unknown := [m for m in methods if m not in METHODS]:
@@ -140,7 +147,8 @@ def main() -> None:
     ingest(args.data.resolve(), work / "labelme")
     common = [*HEAD, "--epochs", args.epochs, "--lr", args.lr, "--batch-size", args.batch_size, "--device", "cpu",
               "--workers", "0"]
-    train_all(work / "labelme", work, methods, args.seeds, list(map(str, common)), args.jobs)
+    if not args.table_only:
+        train_all(work / "labelme", work, methods, args.seeds, list(map(str, common)), args.jobs)
     text = (f"LabelMe, seeds {' '.join(map(str, args.seeds))}, {args.epochs} epochs, Adam {args.lr:g}, batch "
             f"{args.batch_size}, MLP head (128, dropout 0.5) on the VGG-16 features\n\n"
             + table(work, Dataset.open(work / "labelme"), methods, args.seeds) + "\n")
