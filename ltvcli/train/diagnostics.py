@@ -61,12 +61,7 @@ class EpochStats:
             self._add(f"n_{key}", chosen.sum((0, 2)))
 
     def _add_refined_accuracy(self, refined: torch.Tensor, truth: torch.Tensor, truth_mask: torch.Tensor) -> None:
-        if self.multilabel:
-            valid = truth_mask & refined.isfinite()
-            correct = ((refined >= 0.5) == (truth >= 0.5)) & valid
-        else:
-            valid = truth_mask.any(1) & refined.isfinite().all(1)
-            correct = (refined.argmax(1) == truth.argmax(1)) & valid
+        correct, valid = refined_hits(refined, truth, truth_mask, self.multilabel)
         self._add("refined_correct", correct.sum())
         self._add("refined_count", valid.sum())
 
@@ -106,6 +101,20 @@ class EpochStats:
 
     def load_state_dict(self, state: dict) -> None:
         self.sums, self.seconds = dict(state["sums"]), float(state["seconds"])
+
+
+def refined_hits(refined: torch.Tensor, truth: torch.Tensor, truth_mask: torch.Tensor,
+                 multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which binarised refined labels [N, C] agree with ``truth``, and which can be scored (both as bool masks).
+
+    Multi-label: per (image, class) entry, at 0.5; multi-class: per image, the arg max. NaN (nothing labelled)
+    is not scored.
+    """
+    if multilabel:
+        valid = truth_mask & refined.isfinite()
+        return ((refined >= 0.5) == (truth >= 0.5)) & valid, valid
+    valid = truth_mask.any(1) & refined.isfinite().all(1)
+    return (refined.nan_to_num(-1.0).argmax(1) == truth.argmax(1)) & valid, valid
 
 
 #: A vote has collapsed when one label set's mean weight exceeds this.

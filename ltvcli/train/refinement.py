@@ -23,6 +23,7 @@ from ltvcli.fusion.base import Batch, FusionMethod, batch_statistics
 from ltvcli.runtime import distributed
 from ltvcli.runtime.device import autocast
 from ltvcli.runtime.loader import MIN_SHARD, ordered_batches
+from ltvcli.train.diagnostics import refined_hits
 
 
 @dataclass
@@ -58,17 +59,9 @@ def refinement_pass(model: nn.Module, method: FusionMethod, batches: Iterable[Ba
 
 
 def accuracy(refinement: Refinement, truth: torch.Tensor, truth_mask: torch.Tensor, multilabel: bool) -> float | None:
-    """Accuracy of the binarised refined labels against ``truth`` [N, C] of the same rows (None: nothing to score).
-
-    Multi-label: over (image, class) entries; multi-class: over images (the arg max).
-    """
-    labels = refinement.binarised
-    if multilabel:
-        valid = truth_mask & labels.isfinite()
-        correct = ((labels >= 0.5) == (truth >= 0.5)) & valid
-    else:
-        valid = truth_mask.any(1) & labels.isfinite().all(1)
-        correct = (labels.nan_to_num(-1.0).argmax(1) == truth.argmax(1)) & valid
+    """Accuracy of the binarised refined labels against ``truth`` [N, C] of the same rows (None: nothing to score);
+    scored as training scores its steps' labels (:func:`~ltvcli.train.diagnostics.refined_hits`)."""
+    correct, valid = refined_hits(refinement.binarised, truth, truth_mask, multilabel)
     count = int(valid.sum())
     return float(correct.sum()) / count if count else None
 
