@@ -72,6 +72,30 @@ def write_csv(target: str | os.PathLike, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
+#: The table formats :func:`write_table` writes, chosen by the file's extension.
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_table_path(out: Path) -> None:
+    """Reject an extension :func:`write_table` cannot write, before any work is done."""
+    if out.suffix.lower() not in TABLE_SUFFIXES:
+        raise LtvError(f"{out}: unknown table format {out.suffix or '(no extension)'!r}; expected .csv or .parquet")
+
+
+def write_table(frame, out: Path) -> None:
+    """Write the DataFrame ``frame`` atomically as CSV or Parquet, chosen by the file's extension."""
+    check_table_path(out)
+    if out.suffix.lower() == ".csv":
+        write_csv(out, frame)
+        return
+    try:
+        import pyarrow  # noqa: F401  (pandas needs it for Parquet)
+    except ImportError:
+        raise LtvError(f"{out}: writing Parquet needs pyarrow (pip install 'ltv[parquet]'); or write .csv") from None
+    with atomic_path(out) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
 def write_npy(target: str | os.PathLike, array) -> None:
     """Write a NumPy array in ``.npy`` format to ``target`` atomically."""
     import numpy as np

@@ -136,6 +136,14 @@ def weighted_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.n
     return np.divide(numerator, denominator, out=np.full(len(w), np.nan), where=denominator > 0)
 
 
+def resampled_share(counts: np.ndarray, hits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per resample (a row of ``counts``), the share of the drawn images in ``mask`` that are ``hits``: a resampled
+    accuracy, recall, sensitivity or specificity. NaN where a resample draws no image of ``mask``."""
+    drawn = counts[:, mask]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return drawn @ hits[mask] / drawn.sum(axis=1)
+
+
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The percentile bootstrap interval of ``values`` (NaN resamples ignored; NaNs if none is left)."""
     finite = values[np.isfinite(values)]

@@ -104,6 +104,8 @@ class World:
         self.queue = write_csv(r / "queue.csv", pd.DataFrame({"image_id": [first], "finding": ["class0"],
                                                                "expert": ["1"]}))
         self.predictions = write_csv(r / "predictions.csv", _predictions(self.dataset))
+        self.fused = r / "fused.csv"  # label-only fusion of the dataset's label sets
+        assert _invoke(["export-labels", self.dataset, "--aggregator", "majority", "--out", self.fused]).exit_code == 0
 
     @property
     def mimic_args(self) -> list:
@@ -249,6 +251,8 @@ WRITERS: dict[str, Callable[[World, Path, Path], list]] = {
     "train": lambda w, d, out: ["train", w.dataset, "--out", out, "--epochs", "1", "--workers", "0", *TRAIN_FAST],
     "export-labels": lambda w, d, out: ["export-labels", w.run, w.dataset, "--out", out.with_suffix(".csv"),
                                         "--device", "cpu"],
+    "export-labels --aggregator": lambda w, d, out: ["export-labels", w.dataset, "--aggregator", "dawid_skene",
+                                                     "--out", out.with_suffix(".csv")],
     "predict": lambda w, d, out: ["predict", w.run, w.dataset, "--out", out.with_suffix(".csv"), "--device", "cpu"],
     "evaluate": lambda w, d, out: ["evaluate", "-d", w.dataset, "--bootstrap", "0", "--out", out],
     "refine": lambda w, d, out: ["refine", w.dataset, "--budget", "2", "--out", out.with_suffix(".csv"), "--arch",
@@ -296,7 +300,7 @@ def output_rule_cases() -> list[Case]:
         argv = WRITERS[command]
         cases.append(Case(f"{command}: --out is a folder of the user's", lambda w, d, argv=argv: Call(
             argv(w, d, user_folder(d)), ["--out", "mine", "never replaces"])))
-    for command in ("export-labels", "predict", "refine"):
+    for command in ("export-labels", "export-labels --aggregator", "predict", "refine"):
         argv = WRITERS[command]
         cases.append(Case(f"{command}: --out is a file of the user's", lambda w, d, argv=argv: Call(
             argv(w, d, put(d / "mine.csv", "name,phone\nme,123\n").with_suffix("")), ["--out", "mine.csv",
@@ -645,6 +649,8 @@ def dataset_cases() -> list[Case]:
         "info": lambda w, d, ds: ["info", ds],
         "train": lambda w, d, ds: ["train", ds, "--out", d / "run", "--epochs", "1", *TRAIN_FAST],
         "export-labels": lambda w, d, ds: ["export-labels", w.run, ds, "--out", d / "e.csv"],
+        "export-labels --aggregator": lambda w, d, ds: ["export-labels", ds, "--aggregator", "majority", "--out",
+                                                        d / "e.csv"],
         "predict": lambda w, d, ds: ["predict", w.run, ds, "--out", d / "p.csv"],
         "evaluate": lambda w, d, ds: ["evaluate", "-d", ds, "--out", d / "ev"],
         "simulate": lambda w, d, ds: ["simulate", ds, "--out", d / "sim"],
@@ -831,8 +837,85 @@ def _half_npz(d: Path) -> Path:
     return put(d / "e.npz", (d / "full.npz").read_bytes()[:200])
 
 
+def label_only_cases() -> list[Case]:
+    """Label-only fusion and fused labels: bad options of ``export-labels --aggregator``, bad ``evaluate --fused`` files."""
+    def fuse(w: World, d: Path, *extra) -> list:
+        return ["export-labels", w.dataset, "--aggregator", *extra, "--out", d / "f.csv"]
+
+    def scored(w: World, fused: Path, *extra) -> list:
+        return ["evaluate", "-d", w.dataset, "--fused", fused, "--bootstrap", "0", *extra]
+
+    def edited(w: World, d: Path, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
+        frame = pd.read_csv(w.fused, dtype=str, keep_default_na=False)
+        return write_csv(d / "f.csv", edit(frame))
+
+    return [
+        Case("export-labels: unknown --aggregator", lambda w, d: Call(
+            fuse(w, d, "median"), ["--aggregator 'median'", "expected one of majority"])),
+        Case("export-labels: --aggregator paper (no label-only part)", lambda w, d: Call(
+            fuse(w, d, "paper"), ["--aggregator paper", "no label-only part"])),
+        Case("export-labels: --aggregator with a run", lambda w, d: Call(
+            ["export-labels", w.run, w.dataset, "--aggregator", "majority", "--out", d / "f.csv"],
+            ["--aggregator", "give the dataset alone"])),
+        Case("export-labels: a dataset alone without --aggregator", lambda w, d: Call(
+            ["export-labels", w.dataset, "--out", d / "f.csv"], ["RUN DATASET", "--aggregator"])),
+        Case("export-labels: --label-sets matching nothing", lambda w, d: Call(
+            fuse(w, d, "majority", "--label-sets", "reader*"), ["--label-sets 'reader*'", "set0, set1, set2"])),
+        Case("export-labels: --label-sets empty", lambda w, d: Call(
+            fuse(w, d, "majority", "--label-sets", ","), ["--label-sets", "is empty"])),
+        Case("export-labels: unknown --policy", lambda w, d: Call(
+            fuse(w, d, "majority", "--policy", "u2"), ["--policy 'u2'", "u0, u1, ignore"])),
+        Case("export-labels: reliability over one label set", lambda w, d: Call(
+            fuse(w, d, "reliability", "--label-sets", "set0"), ["--aggregator", "at least 2 label sets"])),
+        Case("export-labels: --threshold outside (0, 1)", lambda w, d: Call(
+            fuse(w, d, "reliability", "--threshold", "1.5"), ["--threshold", "between 0 and 1"])),
+        Case("export-labels: unknown --split with --aggregator", lambda w, d: Call(
+            fuse(w, d, "majority", "--split", "dev"), ["--split 'dev'"])),
+        Case("export-labels: --aggregator to a .txt file", lambda w, d: Call(
+            ["export-labels", w.dataset, "--aggregator", "majority", "--out", d / "f.txt"],
+            ["f.txt", "unknown table format"])),
+        Case("evaluate: --fused file missing", lambda w, d: Call(scored(w, d / "nope.csv"), ["nope.csv"])),
+        Case("evaluate: --fused of random bytes", lambda w, d: Call(scored(w, put(d / "f.csv", RANDOM)), ["f.csv"])),
+        Case("evaluate: --fused is a predictions file (wrong columns)", lambda w, d: Call(
+            scored(w, w.predictions), ["predictions.csv", "missing required column(s)", "'finding'"])),
+        Case("evaluate: --fused with a column dropped", lambda w, d: Call(
+            scored(w, edited(w, d, lambda f: f.drop(columns="refined"))), ["f.csv", "'refined'"])),
+        Case("evaluate: --fused ids of another dataset", lambda w, d: Call(
+            scored(w, edited(w, d, lambda f: f.assign(image_id="other-" + f.image_id))),
+            ["f.csv", "not in the dataset", "'other-img0000'"])),
+        Case("evaluate: --fused with an unknown finding", lambda w, d: Call(
+            scored(w, edited(w, d, lambda f: f.assign(finding=f.finding.replace("class1", "Edema")))),
+            ["f.csv", "line 3", "column 'finding'", "'Edema'"])),
+        Case("evaluate: --fused value outside [0, 1]", lambda w, d: Call(
+            scored(w, edited(w, d, lambda f: f.assign(binarised=f.binarised.where(f.index != 0, "2")))),
+            ["f.csv", "line 2", "column 'binarised'", "'2'"])),
+        Case("evaluate: --fused value a word", lambda w, d: Call(
+            scored(w, edited(w, d, lambda f: f.assign(refined=f.refined.where(f.index != 4, "yes")))),
+            ["f.csv", "line 6", "column 'refined'", "'yes'"])),
+        Case("evaluate: --fused row twice", lambda w, d: Call(
+            scored(w, edited(w, d, lambda f: pd.concat([f, f.iloc[[5]]]))), ["f.csv", "img0001"])),
+        Case("evaluate: --fused without the test split", lambda w, d: Call(
+            scored(w, edited(w, d, lambda f: f[f.image_id < "img0019"])), ["f.csv", "evaluated images"])),
+        Case("evaluate: --fused header only", lambda w, d: Call(
+            scored(w, put(d / "f.csv", "image_id,finding,refined,binarised\n")), ["f.csv", "no rows"])),
+        Case("evaluate: --fused with neither dataset nor labels", lambda w, d: Call(
+            ["evaluate", "--fused", w.fused], ["nothing to evaluate"])),
+        Case("evaluate: --label-sets without a dataset", lambda w, d: Call(
+            ["evaluate", "--fused", w.fused, "--labels", w.queue, "--label-sets", "set0"],
+            ["--label-sets", "--dataset"])),
+        Case("evaluate: --label-sets matching nothing", lambda w, d: Call(
+            ["evaluate", "-d", w.dataset, "--label-sets", "reader*"], ["--label-sets 'reader*'", "matches no"])),
+        Case("evaluate: unknown --policy", lambda w, d: Call(
+            ["evaluate", "-d", w.dataset, "--policy", "U-Twos"], ["--policy", "'U-Twos'"])),
+        Case("evaluate: unknown --split", lambda w, d: Call(
+            ["evaluate", "-d", w.dataset, "--split", "dev"], ["--split 'dev'", "all"])),
+        Case("evaluate: --fused a label-only export of the dataset, with --split all", lambda w, d: Call(
+            scored(w, w.fused, "--split", "all"), ["accuracy"], ok=True)),
+    ]
+
+
 CASES: list[Case] = (ingest_cases() + output_rule_cases() + read_only_cases() + dataset_cases() + run_cases()
-                     + table_reader_cases())
+                     + table_reader_cases() + label_only_cases())
 
 
 # ----------------------------------------------------------------------------- running a case

@@ -35,10 +35,13 @@ def test_help_names_values_the_conventional_way(cli, path):
 
 
 def test_arguments_are_upper_case_in_usage_and_list(cli):
-    out = cli("export-labels", "--help").output
-    assert out.splitlines()[0].endswith("export-labels [OPTIONS] RUN DATASET")
+    out = cli("predict", "--help").output
+    assert out.splitlines()[0].endswith("predict [OPTIONS] RUN DATASET")
     assert re.search(r"^  RUN +A run folder", out, re.M) and re.search(r"^  DATASET +The dataset", out, re.M)
     assert "[[NAME=]RUN]..." in cli("evaluate", "--help").output.splitlines()[0]
+    out = cli("export-labels", "--help").output
+    assert out.splitlines()[0].endswith("export-labels [OPTIONS] [RUN] [DATASET]")  # RUN DATASET, or DATASET alone
+    assert re.search(r"^  RUN +A run folder", out, re.M) and re.search(r"^  DATASET +The dataset", out, re.M)
 
 
 @pytest.mark.parametrize("path, option, names", [
@@ -48,6 +51,7 @@ def test_arguments_are_upper_case_in_usage_and_list(cli):
     (("predict",), "--device", choices.DEVICES),
     (("predict",), "--checkpoint", choices.CHECKPOINTS),
     (("export-labels",), "--split", choices.SPLITS + ("all",)),
+    (("export-labels",), "--policy", choices.UNCERTAIN_POLICIES),
     (("evaluate",), "--unknown-ids", choices.UNKNOWN_IDS),
     (("embed-reports",), "--pooling", choices.POOLINGS),
     (("info",), "--split", choices.SPLITS),
@@ -72,6 +76,7 @@ def test_options_that_take_a_name_list_their_choices(cli, path, option, names):
     ("IMAGE_FORMATS", "ltvcli.ingest.mimic:IMAGE_FORMATS"),
     ("MISSING_LABELS", "ltvcli.ingest.mimic:MISSING_LABELS"),
     ("BLANK_POLICIES", "ltvcli.dataset.labelsets:BLANK_POLICIES"),
+    ("UNCERTAIN_POLICIES", "ltvcli.dataset.labelsets:UNCERTAIN_POLICIES"),
     ("NPZ_TASKS", "ltvcli.ingest.npz:TASKS"),
     ("STRATEGIES", "ltvcli.refine.scores:STRATEGIES"),
     ("CANDIDATES", "ltvcli.refine.queue:CANDIDATES"),

@@ -24,6 +24,7 @@ UNKNOWN_IDS = ("error", "warn")  # ltvcli.evaluate.tables.UNKNOWN_ID_POLICIES
 IMAGE_FORMATS = ("auto", "jpg", "dcm")  # ltvcli.ingest.mimic.IMAGE_FORMATS
 MISSING_LABELS = ("error", "skip")  # ltvcli.ingest.mimic.MISSING_LABELS
 BLANK_POLICIES = ("0", "1", "ignore")  # ltvcli.dataset.labelsets.BLANK_POLICIES
+UNCERTAIN_POLICIES = ("u0", "u1", "ignore")  # ltvcli.dataset.labelsets.UNCERTAIN_POLICIES
 TABLE_TASKS = ("auto", "multilabel", "multiclass")  # ltvcli.ingest.table: auto or ltvcli.dataset.format.TASKS
 NPZ_TASKS = ("auto", "multiclass", "multilabel")  # ltvcli.ingest.npz.TASKS
 STRATEGIES = ("entropy", "least_confidence", "margin", "bald", "coreset", "loss", "random")  # ltvcli.refine.scores
@@ -31,7 +32,8 @@ CANDIDATES = ("suspected", "all")  # ltvcli.refine.queue.CANDIDATES
 
 
 __all__ = ["ARCHS", "BLANK_POLICIES", "CANDIDATES", "CHECKPOINTS", "DEVICES", "IMAGE_FORMATS", "MISSING_LABELS",
-           "NPZ_TASKS", "POOLINGS", "SPLITS", "STRATEGIES", "TABLE_TASKS", "UNKNOWN_IDS", "choice"]
+           "NPZ_TASKS", "POOLINGS", "SPLITS", "STRATEGIES", "TABLE_TASKS", "UNCERTAIN_POLICIES", "UNKNOWN_IDS",
+           "choice"]
 
 
 def choice(names: tuple[str, ...] | list[str]) -> str:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from ltvcli.cli.app import app, command
-from ltvcli.cli.choices import CHECKPOINTS, DEVICES, SPLITS, choice
+from ltvcli.cli.choices import CHECKPOINTS, DEVICES, SPLITS, UNCERTAIN_POLICIES, choice
 from ltvcli.cli.options import flag, parameter, with_options
 from ltvcli.console import log, warn
-from ltvcli.fusion.registry import METHODS, MethodSpec, declaring, method_spec, split_options
+from ltvcli.errors import LtvError
+from ltvcli.fusion.registry import LABEL_ONLY_FUSIONS, METHODS, MethodSpec, declaring, method_spec, split_options
 from ltvcli.outputs import PREDICTIONS, check_output
 from ltvcli.runs.config import TrainConfig
 
@@ -89,25 +91,91 @@ def _method_options(ctx: typer.Context, spec: MethodSpec, options: dict) -> dict
     return own
 
 
+#: export-labels options that only one way of exporting takes: option -> the aggregators that take it (None: every
+#: aggregator); and the options of a run's export.
+_FUSION_OPTIONS = {"label_sets": None, "policy": None, "seed": ("majority",), "k": ("reliability",),
+                   "threshold": ("reliability",)}
+_RUN_EXPORT_OPTIONS = ("checkpoint", "device")
+
+
 @command(app, "export-labels")
 def export_labels_command(
-    run: Path = typer.Argument(..., help="A run folder written by `ltv train`."),
-    dataset: Path = typer.Argument(..., help="The dataset to refine (same classes and label sets as the run's)."),
+    ctx: typer.Context,
+    first: Optional[Path] = typer.Argument(
+        None, metavar="RUN", help="A run folder written by `ltv train`; left out with --aggregator (label-only "
+                                  "fusion: no run, no images)."),
+    second: Optional[Path] = typer.Argument(
+        None, metavar="DATASET", help="The dataset to refine (same classes and label sets as the run's), or to fuse "
+                                      "with --aggregator."),
     out: Path = typer.Option(..., "--out", help="Output table, .csv or .parquet."),
-    split: list[str] = typer.Option(["train"], "--split", metavar=choice(SPLITS + ("all",)),
-                                    help="Split(s) to export (repeatable), or all."),
-    checkpoint: str = typer.Option("best", metavar=choice(CHECKPOINTS), help=_CHECKPOINT_HELP),
-    device: str = typer.Option("auto", metavar=choice(DEVICES), help="auto, cuda or cpu."),
+    splits: Optional[list[str]] = typer.Option(
+        None, "--split", metavar=choice(SPLITS + ("all",)),
+        help="Split(s) to export (repeatable), or all. Default: train for a run; every split with --aggregator."),
+    aggregator: Optional[str] = typer.Option(
+        None, "--aggregator", metavar=choice(LABEL_ONLY_FUSIONS),
+        help="Fuse the dataset's label sets without a run: the majority vote, the soft mean, Dawid-Skene, or "
+             "reliability (ltv's reliability vote without images: the Dawid-Skene posterior, binarised with --k "
+             "and --threshold, and each label set's vote weight). Fitted on the exported images' label sets."),
+    label_sets: Optional[str] = typer.Option(
+        None, "--label-sets", metavar="NAMES", help="--aggregator: the label sets to fuse, comma-separated names "
+                                                    "or patterns (reader*); default: all."),
+    policy: Optional[str] = typer.Option(
+        None, "--policy", metavar=choice(UNCERTAIN_POLICIES),
+        help="--aggregator: one label set per labeller, the one of this uncertainty policy where a labeller has "
+             "several (default: all of them, as training does)."),
+    seed: int = typer.Option(0, "--seed", help="--aggregator majority: seed of the tie-breaking."),
+    k: float = typer.Option(50.0, "--k", help="--aggregator reliability: sharpness of the binarisation."),
+    threshold: float = typer.Option(0.5, "--threshold",
+                                    help="--aggregator reliability: threshold T of the binarisation."),
+    checkpoint: str = typer.Option("best", metavar=choice(CHECKPOINTS), help=_CHECKPOINT_HELP + " A run only."),
+    device: str = typer.Option("auto", metavar=choice(DEVICES), help="auto, cuda or cpu. A run only."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier export at --out."),
 ) -> None:
-    """Write the refined label, its binarisation and each label set's vote weight, per image and class."""
+    """Write the refined label, its binarisation and each label set's vote weight, per image and class.
+
+    From a trained run (RUN DATASET), or from the dataset's label sets alone (DATASET --aggregator NAME).
+    """
+    from ltvcli.atomic import check_table_path
     from ltvcli.dataset import Dataset
-    from ltvcli.train.export import EXPORT_SPLITS, check_table_path, export_labels
+    from ltvcli.train.export import EXPORT_SPLITS
 
     check_table_path(out)
-    splits = EXPORT_SPLITS if "all" in split else tuple(dict.fromkeys(split))
-    frame = export_labels(run, Dataset.open(dataset), out, splits, checkpoint, device, force=force)
+    folders = [path for path in (first, second) if path is not None]
+    _export_mode(ctx, folders, aggregator)
+    chosen = EXPORT_SPLITS if splits and "all" in splits else tuple(dict.fromkeys(splits or ()))
+    if aggregator is None:
+        from ltvcli.train.export import export_labels
+
+        run, dataset = folders
+        frame = export_labels(run, Dataset.open(dataset), out, chosen or ("train",), checkpoint, device, force=force)
+    else:
+        from ltvcli.fusion.labelonly import export_fused_labels
+
+        frame = export_fused_labels(Dataset.open(folders[0]), out, aggregator, splits=chosen or EXPORT_SPLITS,
+                                    label_sets=label_sets, policy=policy, seed=seed, k=k, threshold=threshold,
+                                    force=force)
     log(f"wrote {out}: {frame['image_id'].nunique()} images x {frame['finding'].nunique()} classes")
+
+
+def _export_mode(ctx: typer.Context, folders: list[Path], aggregator: str | None) -> None:
+    """Check that the folders fit the way of exporting; warn about given options that way does not take."""
+    if aggregator is None and len(folders) != 2:
+        raise LtvError("export-labels takes a run folder and a dataset (RUN DATASET), or a dataset alone with "
+                       "--aggregator to fuse its label sets without a run")
+    if aggregator is not None and len(folders) != 1:
+        raise LtvError("--aggregator fuses a dataset's label sets without a run: give the dataset alone, or leave "
+                       "--aggregator out to export a run's refined labels")
+    if aggregator is None:
+        for name in _FUSION_OPTIONS:
+            if _given(ctx, name):
+                warn(f"{flag(name)} applies to --aggregator only (label-only fusion, no run); ignored")
+        return
+    for name in _RUN_EXPORT_OPTIONS:
+        if _given(ctx, name):
+            warn(f"{flag(name)} applies to a run's export only (RUN DATASET); ignored")
+    for name, takers in _FUSION_OPTIONS.items():
+        if takers and aggregator not in takers and _given(ctx, name):
+            warn(f"{flag(name)} applies to --aggregator {' and '.join(takers)} only; ignored")
 
 
 @command(app, "predict")
@@ -123,7 +191,7 @@ def predict_command(
     """Write per-image class probabilities (sigmoid for multi-label, softmax for multi-class)."""
     from ltvcli.dataset import Dataset
     from ltvcli.runs.predict import predict_probabilities, predictions_table
-    from ltvcli.train.export import check_table_path, write_table
+    from ltvcli.atomic import check_table_path, write_table
 
     check_table_path(out)
     check_output(out, PREDICTIONS, inputs=[run, dataset], force=force)

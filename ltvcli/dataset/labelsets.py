@@ -9,12 +9,14 @@ offers ``ignore`` (uncertain becomes missing and is masked out of every loss).
 
 from __future__ import annotations
 
-import numpy as np
-
+from fnmatch import fnmatchcase
 from typing import Sequence
 
-from ltvcli.dataset.format import MISSING, RAW_BLANK, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, LabelSet
-from ltvcli.errors import OptionError
+import numpy as np
+
+from ltvcli.dataset.format import (MISSING, RAW_BLANK, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN, Dataset,
+                                   LabelSet)
+from ltvcli.errors import LtvError, OptionError
 
 UNCERTAIN_POLICIES = ("u0", "u1", "ignore")
 BLANK_POLICIES = ("0", "1", "ignore")
@@ -140,3 +142,68 @@ def parse_truth_code(text: str) -> int | None:
 def raw_to_truth(raw: np.ndarray) -> np.ndarray:
     """Raw codes without uncertain ones -> ground-truth values 1 / 0 / MISSING."""
     return apply_policy(raw, "ignore", "ignore")
+
+
+# ----------------------------------------------------------------------------- choosing label sets
+#: Label set names a message shows before "and N more" (an expert-read set can have dozens of readers).
+NAMES_SHOWN = 8
+
+
+def select_label_sets(dataset: Dataset, label_sets: str | Sequence[str] | None = None,
+                      policy: str | None = None) -> list[int]:
+    """Positions of the label sets to fuse (``ltv export-labels``) or score (``ltv evaluate``), in the dataset's order.
+
+    ``label_sets``: names or shell-style patterns (``reader*``), a list or one
+    comma-separated string; each must match a label set. None: every label
+    set. ``policy`` (``u0``, ``u1``, ``ignore``, or the CheXpert paper's
+    ``U-Zeros``, ``U-Ones``, ``U-Ignore``) keeps one label set per
+    labeller: of a labeller with a label set per uncertainty policy, the one
+    of that policy (a labeller that never said "uncertain" has a single set,
+    which stays). Without it, a labeller's policies are fused side by side,
+    as ``ltv train`` does: where the labeller was certain they are the same
+    label twice, an extra vote for the majority and two "independent"
+    labellers that always agree for Dawid-Skene.
+    """
+    names = dataset.label_set_names
+    if not names:
+        raise LtvError(f"{dataset.path}: the dataset has no label sets")
+    chosen = list(range(len(names)))
+    if label_sets is not None:
+        patterns = [p.strip() for p in (label_sets.split(",") if isinstance(label_sets, str) else label_sets)]
+        patterns = [p for p in patterns if p]
+        if not patterns:
+            raise OptionError("label_sets", "is empty; expected label set names or patterns (reader*)")
+        for pattern in patterns:
+            if not any(fnmatchcase(name, pattern) for name in names):
+                raise OptionError("label_sets", f"{pattern!r} matches no label set; the dataset has {listing(names)}")
+        chosen = [m for m, name in enumerate(names) if any(fnmatchcase(name, p) for p in patterns)]
+    if policy is not None:
+        chosen = _one_per_labeller(dataset, chosen, policy)
+    return chosen
+
+
+def _one_per_labeller(dataset: Dataset, chosen: list[int], policy: str) -> list[int]:
+    """``chosen`` with only the ``policy`` set of each labeller that has sets of several policies."""
+    policy = POLICY_ALIASES.get(policy.strip().lower(), policy.strip())
+    if policy not in UNCERTAIN_POLICIES:
+        raise OptionError("policy", f"{policy!r}: expected one of {', '.join(UNCERTAIN_POLICIES)} (or U-Zeros, "
+                                    "U-Ones, U-Ignore)")
+    sets = dataset.label_sets
+    kept = []
+    for labeller in dict.fromkeys(sets[m].labeller for m in chosen):
+        own = [m for m in chosen if sets[m].labeller == labeller]
+        if len(own) == 1 and sets[own[0]].policy is None:
+            kept += own  # never uncertain: one label set, whatever the policy
+            continue
+        match = [m for m in own if sets[m].policy == policy]
+        if not match:
+            raise OptionError("policy", f"{policy}: labeller {labeller!r} has no {policy} label set (it has "
+                                        f"{', '.join(sets[m].name for m in own)})")
+        kept += match
+    return sorted(kept)
+
+
+def listing(names: Sequence[str]) -> str:
+    """``a, b, c`` for a message; past :data:`NAMES_SHOWN` names, ``... and N more``."""
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")

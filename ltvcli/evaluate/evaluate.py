@@ -6,10 +6,12 @@ arrays instead of files builds an :class:`~ltvcli.evaluate.tables.EvalData`
 and calls :func:`score` directly.
 
 Multi-label data (chest X-ray findings) get per-finding ROC AUCs with
-stratified bootstrap intervals and their macro average; multi-class data
-(CIFAR-style) get accuracy, per-class recall and confusion matrices. Two
-columns can be compared: a paired bootstrap interval of the difference on
-the same resamples, and DeLong's test (AUC) or McNemar's test (accuracy).
+stratified bootstrap intervals and their macro average, and the columns that
+make 0/1 decisions (label sets, fused labels) their accuracy, sensitivity and
+specificity (:mod:`ltvcli.evaluate.binary`); multi-class data (CIFAR-style)
+get accuracy, per-class recall and confusion matrices. Two columns can be
+compared: a paired bootstrap interval of the difference on the same
+resamples, and DeLong's test (AUC) or McNemar's test (accuracy).
 """
 
 from __future__ import annotations
@@ -23,18 +25,23 @@ import pandas as pd
 
 from ltvcli.console import log, track, warn
 from ltvcli.dataset.format import MISSING, SPLITS, Dataset
+from ltvcli.dataset.labelsets import select_label_sets
 from ltvcli.errors import LtvError, OptionError
 from ltvcli import metrics
+from ltvcli.evaluate.binary import score_binary
 from ltvcli.evaluate.tables import (
     UNKNOWN_ID_POLICIES,
     Column,
     EvalData,
+    check_fused_ids,
     dataset_classes,
     dataset_ground_truth,
+    fused_column,
     labeller_columns,
     labels_on_dataset,
     labels_on_predictions,
     prediction_scores,
+    read_fused,
     read_labels,
     read_predictions,
     split_name,
@@ -53,6 +60,8 @@ SCORE_COLUMNS = {
 #: training images only): a result to report, not an error.
 NO_LABELS = "no labels on this split"
 COMPARISON_COLUMNS = ["row", "a", "b", "value_a", "value_b", "difference", "lo", "hi", "p_value", "test", "note"]
+#: ``split`` values: one split, or every image with ground truth.
+EVAL_SPLITS = (*SPLITS, "all")
 
 
 @dataclass
@@ -63,7 +72,10 @@ class EvaluationResult:
     average; see :data:`SCORE_COLUMNS`); ``comparison`` has one row per
     finding plus the average (or one accuracy row), ``None`` without two
     columns to compare; ``confusion`` maps each column to its confusion matrix
-    (multi-class only); ``data`` keeps the aligned inputs for the ROC plots.
+    (multi-class only); ``binary`` has the accuracy, sensitivity and
+    specificity of each label set and fused labels file per finding
+    (multi-label only; :data:`~ltvcli.evaluate.binary.BINARY_COLUMNS`), None
+    without such columns; ``data`` keeps the aligned inputs for the ROC plots.
     """
 
     data: EvalData
@@ -71,6 +83,7 @@ class EvaluationResult:
     comparison: pd.DataFrame | None
     settings: dict
     confusion: dict[str, np.ndarray] = field(default_factory=dict)
+    binary: pd.DataFrame | None = None
 
     @property
     def task(self) -> str:
@@ -93,6 +106,9 @@ def evaluate(
     dataset: str | Path | Dataset | None = None,
     labels: str | Path | None = None,
     predictions: Sequence[str | Path] = (),
+    fused: Sequence[str | Path] = (),
+    label_sets: str | Sequence[str] | None = None,
+    policy: str | None = None,
     compare: tuple[str, str] | None = None,
     split: str = "test",
     n_boot: int = 1000,
@@ -102,14 +118,18 @@ def evaluate(
     checkpoint: str = "best",
     device: str = "auto",
 ) -> EvaluationResult:
-    """Score runs, prediction tables and the dataset's label sets against ground truth.
+    """Score runs, prediction tables, fused labels and the dataset's label sets against ground truth.
 
-    ``runs`` and ``predictions`` entries may be ``NAME=PATH`` to name their
-    column. Ground truth is ``labels`` (a hand-labelled file keyed by image or
-    study id) or else the dataset's own on ``split``.
+    ``runs``, ``predictions`` and ``fused`` (refined-labels tables from ``ltv
+    export-labels``) entries may be ``NAME=PATH`` to name their column.
+    Ground truth is ``labels`` (a hand-labelled file keyed by image or study
+    id) or else the dataset's own on ``split`` (``all``: every split). The
+    dataset's label sets are columns too: all of them, or those ``label_sets``
+    and ``policy`` choose (:func:`~ltvcli.dataset.labelsets.select_label_sets`).
     """
-    data = load_inputs(runs, dataset=dataset, labels=labels, predictions=predictions, split=split,
-                       unknown_ids=unknown_ids, checkpoint=checkpoint, device=device)
+    data = load_inputs(runs, dataset=dataset, labels=labels, predictions=predictions, fused=fused,
+                       label_sets=label_sets, policy=policy, split=split, unknown_ids=unknown_ids,
+                       checkpoint=checkpoint, device=device)
     return score(data, compare=compare, n_boot=n_boot, seed=seed, level=level)
 
 
@@ -119,28 +139,36 @@ def load_inputs(
     dataset: str | Path | Dataset | None = None,
     labels: str | Path | None = None,
     predictions: Sequence[str | Path] = (),
+    fused: Sequence[str | Path] = (),
+    label_sets: str | Sequence[str] | None = None,
+    policy: str | None = None,
     split: str = "test",
     unknown_ids: str = "error",
     checkpoint: str = "best",
     device: str = "auto",
 ) -> EvalData:
     """Read the ground truth and every column, aligned on the labelled images."""
-    if split not in SPLITS:
-        raise OptionError("split", f"{split!r}: expected one of {', '.join(SPLITS)}")
+    if split not in EVAL_SPLITS:
+        raise OptionError("split", f"{split!r}: expected one of {', '.join(EVAL_SPLITS)}")
     if unknown_ids not in UNKNOWN_ID_POLICIES:
         raise OptionError("unknown_ids", f"{unknown_ids!r}: expected one of {', '.join(UNKNOWN_ID_POLICIES)}")
     tables = [read_predictions(spec) for spec in predictions]
-    if dataset is None:
+    ds = None if dataset is None else dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
+    fused_tables = [read_fused(spec, classes=None if ds is None else dataset_classes(ds)) for spec in fused]
+    if ds is None:
         if runs:
             raise LtvError("evaluating a run needs `dataset` (the images to predict on)")
-        if labels is None or not tables:
-            raise LtvError("nothing to evaluate: give `dataset`, or `predictions` with `labels`")
+        if labels is None or not (tables or fused_tables):
+            raise LtvError("nothing to evaluate: give `dataset`, or `predictions` or `fused` with `labels`")
+        if label_sets is not None or policy is not None:
+            raise LtvError("`label_sets` and `policy` choose among a dataset's label sets; give `dataset`")
         label_table = read_labels(Path(labels))
-        image_ids, truth = labels_on_predictions(label_table, tables, unknown_ids)
-        classes, task, rows, ds = label_table.classes, "multilabel", None, None
+        image_ids, truth = labels_on_predictions(label_table, tables + fused_tables, unknown_ids)
+        classes, task, rows = label_table.classes, "multilabel", None
         source = f"{Path(labels).name} (hand labels by {label_table.key})"
     else:
-        ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
+        for table in fused_tables:
+            check_fused_ids(table, ds)
         classes, task = dataset_classes(ds), ds.task
         if labels is not None:
             label_table = read_labels(Path(labels), classes=classes, multiclass=not ds.is_multilabel)
@@ -149,7 +177,8 @@ def load_inputs(
             source = f"{Path(labels).name} (hand labels by {label_table.key}) on {ds.path.name}"
         else:
             rows, truth = dataset_ground_truth(ds, split, classes)
-            source = f"{ds.path.name}, {split} split ground truth"
+            held = "every split's" if split == "all" else f"{split} split"
+            source = f"{ds.path.name}, {held} ground truth"
         image_ids = ds.image_ids[rows]
     labelled = truth != MISSING
     keep = labelled.any(axis=1) if truth.ndim == 2 else labelled
@@ -158,10 +187,11 @@ def load_inputs(
     image_ids, truth = image_ids[keep], truth[keep]
     rows = rows[keep] if rows is not None else None
     labelled = (truth != MISSING) if task == "multilabel" else np.repeat((truth != MISSING)[:, None], len(classes), 1)
-    columns = labeller_columns(ds, rows, classes) if ds is not None else []
+    columns = [] if ds is None else labeller_columns(ds, rows, classes, _scored_label_sets(ds, label_sets, policy))
     for column in columns:
         if np.isnan(column.scores).all():
             warn(f"label set {column.name!r}: {NO_LABELS} ({len(image_ids)} evaluated images); its cells are n/a")
+    columns += [fused_column(table, image_ids, classes, labelled) for table in fused_tables]
     columns += [run_column(spec, ds, rows, classes, labelled, checkpoint, device) for spec in runs]
     columns += [Column(t.name, "model", prediction_scores(t, image_ids, classes, labelled)) for t in tables]
     _check_unique_names(columns)
@@ -182,6 +212,13 @@ def run_column(spec: str | Path, dataset: Dataset, rows: np.ndarray, classes: li
     if np.isnan(scores[labelled]).any():
         raise LtvError(f"{path}: the {checkpoint} checkpoint predicts NaN; the run diverged")
     return Column(name, "model", scores)
+
+
+def _scored_label_sets(dataset: Dataset, label_sets: str | Sequence[str] | None, policy: str | None) -> list[int]:
+    """The label sets scored as columns: all by default (none to score in a dataset without label sets)."""
+    if label_sets is None and policy is None:
+        return list(range(len(dataset.label_set_names)))
+    return select_label_sets(dataset, label_sets, policy)
 
 
 def _covering_split(dataset: Dataset, rows: np.ndarray) -> str | None:
@@ -211,7 +248,7 @@ def score(data: EvalData, *, compare: tuple[str, str] | None = None, n_boot: int
                 "source": data.source, "compare": list(pair) if pair else None}
     if data.task == "multilabel":
         scores, comparison = _score_multilabel(data, pair, n_boot, seed, level)
-        return EvaluationResult(data, scores, comparison, settings)
+        return EvaluationResult(data, scores, comparison, settings, binary=score_binary(data, n_boot, seed, level))
     scores, comparison, confusions = _score_multiclass(data, pair, n_boot, seed, level)
     return EvaluationResult(data, scores, comparison, settings, confusions)
 
@@ -223,8 +260,8 @@ def _pair(data: EvalData, compare: tuple[str, str] | None) -> tuple[str, str] | 
         if compare[0] == compare[1]:
             raise OptionError("compare", f"{compare[0]} {compare[1]}: name two different columns")
         return tuple(compare)
-    models = data.models
-    return (models[0], models[1]) if len(models) >= 2 else None
+    candidates = data.models + data.fused
+    return (candidates[0], candidates[1]) if len(candidates) >= 2 else None
 
 
 @dataclass
@@ -375,7 +412,8 @@ def _score_multiclass(data: EvalData, pair, n_boot: int, seed: int, level: float
     for counts in metrics.stratified_resamples(y, n_boot, metrics.resample_rng(seed, ACCURACY)):
         for key, masks in jobs.items():
             hits = correct[key[1] if isinstance(key, tuple) else key]  # (PAIR, name) or name
-            replicates[key][start:start + len(counts)] = np.stack([_share(counts, hits, m) for m in masks], axis=1)
+            shares = [metrics.resampled_share(counts, hits, m) for m in masks]
+            replicates[key][start:start + len(counts)] = np.stack(shares, axis=1)
         start += len(counts)
     rows, confusions = [], {}
     for column in data.columns:
@@ -407,10 +445,3 @@ def _score_multiclass(data: EvalData, pair, n_boot: int, seed: int, level: float
     comparison = pd.DataFrame([[ACCURACY, *pair, a, b, a - b, *_interval(difference, level), p, "McNemar", ""]],
                               columns=COMPARISON_COLUMNS)
     return scores, comparison, confusions
-
-
-def _share(counts: np.ndarray, hits: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per resample, the share of the drawn images in ``mask`` that are ``hits`` (NaN if none is drawn)."""
-    drawn = counts[:, mask]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return drawn @ hits[mask] / drawn.sum(axis=1)

@@ -1,10 +1,11 @@
 """Rendering an :class:`~ltvcli.evaluate.evaluate.EvaluationResult`: terminal, CSV, JSON, Markdown, ROC PNGs.
 
 The terminal table and the Markdown table are the same grid (rows:
-findings and the average, columns: label sets then models, cells
-``AUC [lo, hi]``), built once by :func:`grid`, so what a user sees and what
-they paste into a paper agree. CSV and JSON carry the full-precision
-numbers. Every file goes through :mod:`ltvcli.atomic`.
+findings and the average, columns: label sets, fused labels, then models,
+cells ``AUC [lo, hi]``), built once by :func:`grid`, so what a user sees and
+what they paste into a paper agree; so are the per-finding tables of
+accuracy, sensitivity and specificity (:func:`binary_rows`). CSV and JSON
+carry the full-precision numbers. Every file goes through :mod:`ltvcli.atomic`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ from rich.table import Table
 from ltvcli.atomic import atomic_path, replace_dir, write_csv, write_json, write_text, writing
 from ltvcli.console import log
 from ltvcli.dataset.format import MISSING
+from ltvcli.evaluate.binary import RATES
 from ltvcli.evaluate.evaluate import ACCURACY, AVERAGE, EvaluationResult
 from ltvcli.findings import short_name
 from ltvcli.outputs import EVALUATION, check_output
 
 NOT_COMPUTABLE = "n/a"
+#: How each kind of column is named under its name in a table header.
+KIND_NAMES = {"labeller": "label set", "fused": "fused", "model": "model"}
+#: With more label sets than this, the accuracy tables show their minimum, median and maximum (binary.csv has each).
+SUMMARISED_LABEL_SETS = 8
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -81,14 +87,18 @@ def _signed(text: str, difference: float) -> str:
 
 
 def _notes(result: EvaluationResult) -> list[str]:
-    """Footnotes (why a cell is empty, what was left out), one per row and note, naming the columns it concerns."""
+    """Footnotes (why a cell is empty, what was left out), one per note and set of columns, naming the rows
+    (findings) and the columns it concerns."""
     by_note: dict[tuple[str, str], list[str]] = {}
     for _, r in result.scores.iterrows():
         if r.note:
             by_note.setdefault((_row_label(result, r), r.note), []).append(r.model)
     everyone = len(result.data.columns)
-    return [f"{label}: {note}" + ("" if len(models) == everyone else f" ({', '.join(models)})")
-            for (label, note), models in by_note.items()]
+    by_columns: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # a sparse reader's note on every finding: one line
+    for (label, note), models in by_note.items():
+        by_columns.setdefault((note, tuple(models)), []).append(label)
+    return [f"{', '.join(labels)}: {note}" + ("" if len(models) == everyone else f" ({', '.join(models)})")
+            for (note, models), labels in by_columns.items()]
 
 
 # ----------------------------------------------------------------------------- terminal
@@ -109,6 +119,8 @@ def print_result(result: EvaluationResult, console: Console | None = None) -> No
         for row in _comparison_rows(result):
             comparison.add_row(*map(escape, row))
         console.print(comparison)
+    for table in binary_tables(result, console):
+        console.print(table)
     kinds = {c.name: c.kind for c in result.data.columns}
     for name, matrix in result.confusion.items():
         if kinds[name] == "model":
@@ -139,7 +151,7 @@ def score_tables(result: EvaluationResult, console: Console) -> list[Table]:
 
     kinds = {c.name: c.kind for c in result.data.columns}
     tables = []
-    for kind, label in (("labeller", "label sets"), ("model", "models")):
+    for kind, label in (("labeller", "label sets"), ("fused", "fused labels"), ("model", "models")):
         for part in _runs_that_fit([name for name in cells.columns if kinds[name] == kind], fits):
             tables.append(_score_table(result, cells[part], f"{title}; {label}" if not tables else label))
     return tables
@@ -167,13 +179,80 @@ def _score_table(result: EvaluationResult, cells: pd.DataFrame, title: str) -> T
     table = Table(title=title)
     table.add_column("finding" if result.task == "multilabel" else "metric")
     for name in cells.columns:
-        table.add_column(f"{escape(name)}\n[dim]{'label set' if kinds[name] == 'labeller' else 'model'}[/dim]",
-                         justify="right")
+        table.add_column(f"{escape(name)}\n[dim]{KIND_NAMES[kinds[name]]}[/dim]", justify="right")
     for label, row in cells.iterrows():
         if label == AVERAGE:
             table.add_section()
         table.add_row(escape(label), *row.tolist())
     return table
+
+
+def binary_tables(result: EvaluationResult, console: Console) -> list[Table]:
+    """Accuracy, sensitivity and specificity of the label sets and fused labels, one table per finding.
+
+    With their intervals when every table fits ``console.width``, else the values alone (``--out`` keeps them).
+    """
+    if result.binary is None or result.binary.empty:
+        return []
+    for intervals in (True, False):
+        tables = [_binary_table(result, finding, intervals) for finding in dict.fromkeys(result.binary.finding)]
+        if not intervals or all(_natural_width(console, t) <= console.width for t in tables):
+            break
+    ci = f"[{_level(result)} CI]" if intervals else "(intervals: widen the terminal or see --out files)"
+    tables[0].title = (f"Labels against the ground truth: accuracy, sensitivity, specificity {ci}, "
+                       f"{result.settings['n_images']} images: {result.settings['source']}\n{tables[0].title}")
+    return tables
+
+
+def _binary_table(result: EvaluationResult, finding: str, intervals: bool) -> Table:
+    title, rows = binary_rows(result, finding, intervals)
+    table = Table(title=escape(title))
+    for header in ("", *BINARY_HEADERS):
+        table.add_column(header, justify="left" if header == "" else "right")
+    for row in rows:
+        if row is SECTION:
+            table.add_section()
+        else:
+            table.add_row(*map(escape, row))
+    return table
+
+
+#: Headers of the accuracy tables, after the column name; and the separator between label sets and fused labels.
+BINARY_HEADERS = ("n", "accuracy", "sensitivity", "specificity")
+SECTION = ["---"]
+
+
+def binary_rows(result: EvaluationResult, finding: str, intervals: bool = True) -> tuple[str, list[list[str]]]:
+    """The title and rows of one finding's accuracy table: each label set (or, past
+    :data:`SUMMARISED_LABEL_SETS`, their min, median and max), then each fused labels file.
+
+    A row is the column's name, the images it labels and the three rates; :data:`SECTION` separates the groups.
+    """
+    frame = result.binary[result.binary.finding == finding]
+    j = result.data.classes.index(finding)
+    truth = result.data.truth[:, j]
+    title = f"{short_name(finding)}: {int((truth == 1).sum())} positive, {int((truth == 0).sum())} negative images"
+    nan = float("nan")
+
+    def cells(row: pd.Series) -> list[str]:
+        return [str(row.n), *(format_cell(row[rate], row[f"{rate}_lo"] if intervals else nan,
+                                          row[f"{rate}_hi"] if intervals else nan) for rate in RATES)]
+
+    sets, fused = frame[frame.kind == "labeller"], frame[frame.kind != "labeller"]
+    rows: list[list[str]] = []
+    if len(sets) > SUMMARISED_LABEL_SETS:
+        scored = sets[sets.n > 0]
+        for label, statistic in (("min", np.nanmin), ("median", np.nanmedian), ("max", np.nanmax)):
+            values = [f"{statistic(scored[rate]):.3f}" if scored[rate].notna().any() else NOT_COMPUTABLE
+                      for rate in RATES]
+            name = f"{label} of {len(scored)} label sets" if label == "min" else f"{label}"
+            rows.append([name, f"{statistic(scored.n):.0f}" if len(scored) else "0", *values])
+    else:
+        rows += [[row.model, *cells(row)] for _, row in sets.iterrows()]
+    if rows and len(fused):
+        rows.append(SECTION)
+    rows += [[row.model, *cells(row)] for _, row in fused.iterrows()]
+    return title, rows
 
 
 def _confusion_table(name: str, matrix: np.ndarray, classes: list[str]) -> Table:
@@ -220,6 +299,9 @@ def _write_files(result: EvaluationResult, folder: Path) -> list[Path]:
     if result.comparison is not None:
         written.append(folder / "comparison.csv")
         write_csv(written[-1], result.comparison)
+    if result.binary is not None:
+        written.append(folder / "binary.csv")
+        write_csv(written[-1], result.binary)
     for name, matrix in result.confusion.items():
         written.append(folder / f"confusion_{slug(name)}.csv")
         write_csv(written[-1], pd.DataFrame(matrix, index=result.data.classes, columns=result.data.classes)
@@ -256,6 +338,7 @@ def to_json(result: EvaluationResult) -> dict:
         "columns": [{"name": c.name, "kind": c.kind} for c in result.data.columns],
         "scores": _records(_export(result.scores)),
         "comparison": None if result.comparison is None else _records(result.comparison),
+        "binary": None if result.binary is None else _records(result.binary),
         "confusion": {name: matrix.tolist() for name, matrix in result.confusion.items()},
     }
 
@@ -269,7 +352,7 @@ def to_markdown(result: EvaluationResult) -> str:
     cells_are = (f"value [{_level(result)} bootstrap CI, {settings['n_boot']} stratified resamples, seed "
                  f"{settings['seed']}]" if settings["n_boot"] else "value (no bootstrap intervals)")
     lines = [f"Evaluated on {settings['n_images']} images: {settings['source']}. Cells: {cells_are}.", ""]
-    groups = {"labeller": "label sets", "model": "models"}
+    groups = {"labeller": "label sets", "fused": "fused labels", "model": "models"}
     lines += [f"{title.capitalize()}: {', '.join(n for n in cells.columns if kinds[n] == kind)}."
               for kind, title in groups.items() if kind in kinds.values()] + [""]
     lines += _md_table([corner, *cells.columns], [[label, *row.tolist()] for label, row in cells.iterrows()],
@@ -282,6 +365,13 @@ def to_markdown(result: EvaluationResult) -> str:
     notes = _notes(result)
     if notes:
         lines += ["", *(f"- {line}" for line in notes)]
+    if result.binary is not None and not result.binary.empty:
+        lines += ["", f"Labels against the ground truth: accuracy, sensitivity and specificity ({cells_are}); n = "
+                      "the images a column labels."]
+        for finding in dict.fromkeys(result.binary.finding):
+            title, rows = binary_rows(result, finding)
+            lines += ["", f"{title}:", ""]
+            lines += _md_table(["", *BINARY_HEADERS], [row for row in rows if row is not SECTION], bold_row="")
     return "\n".join(lines) + "\n"
 
 
@@ -320,9 +410,10 @@ def write_roc_curves(result: EvaluationResult, folder: Path) -> list[Path]:
             if np.unique(y[valid]).size < 2:
                 continue
             auc = result.value(column.name, cls)
-            if column.kind == "model":
+            if column.kind != "labeller":
                 fpr, tpr, _ = roc_curve(y[valid], scores[valid])
-                axes.plot(fpr, tpr, label=f"{column.name} (AUC {auc:.3f})")
+                what = "fused labels, " if column.kind == "fused" else ""
+                axes.plot(fpr, tpr, label=f"{column.name} ({what}AUC {auc:.3f})")
             else:
                 positive = scores[valid] >= 0.5
                 fpr = float(positive[y[valid] == 0].mean())

@@ -3,7 +3,8 @@
 Three kinds of input meet here: the ground truth (a dataset's own, or a
 hand-labelled CSV keyed by image or study id), the scores to evaluate
 (prediction tables from any tool, a trained run's predictions, the dataset's
-label sets) and the ids that tie them together. Everything comes out as one
+label sets, fused labels exported by ``ltv export-labels``) and the ids that
+tie them together. Everything comes out as one
 :class:`EvalData`: the labelled images in a fixed order, their truth, and one
 score matrix per column, so the statistics never see a file or an id.
 
@@ -27,6 +28,7 @@ from ltvcli.dataset.format import MISSING, Dataset, as_targets
 from ltvcli.dataset.labelsets import parse_binary
 from ltvcli.errors import LtvError
 from ltvcli.findings import canonical, is_finding
+from ltvcli.fusion.table import COLUMNS as REFINED_COLUMNS
 
 #: Names of the per-image id column, in order of preference.
 IMAGE_ID_COLUMNS = ("image", "image_id", "dicom_id")
@@ -37,21 +39,27 @@ ID_COLUMNS = (*IMAGE_ID_COLUMNS, STUDY_ID_COLUMN, "subject_id")
 #: Column of a multi-class label file: the class name of each image.
 MULTICLASS_LABEL_COLUMN = "label"
 UNKNOWN_ID_POLICIES = ("error", "warn")
-KINDS = ("model", "labeller")
+#: Column kinds: a model's probabilities, a label set of the dataset, fused labels from ``ltv export-labels``.
+KINDS = ("model", "labeller", "fused")
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column of the results table: a model or a label set, with its scores on the evaluated images.
+    """One column of the results table: a model, a label set or fused labels, with its scores on the evaluated images.
 
     ``scores`` is float [n, C]; NaN marks an image and class without a score
     (a label set's missing label). Multi-class columns hold class
     probabilities (or one-hot labels); the predicted class is the arg-max.
+    ``decisions`` are the column's 0/1 labels [n, C] (NaN where it has none)
+    when it makes any, scored by accuracy, sensitivity and specificity: a
+    label set's labels (its scores), fused labels' binarisation; None for a
+    model, whose probabilities have no threshold of their own.
     """
 
     name: str
     kind: str
     scores: np.ndarray
+    decisions: np.ndarray | None = None
 
 
 @dataclass
@@ -74,6 +82,10 @@ class EvalData:
     @property
     def models(self) -> list[str]:
         return [c.name for c in self.columns if c.kind == "model"]
+
+    @property
+    def fused(self) -> list[str]:
+        return [c.name for c in self.columns if c.kind == "fused"]
 
     def column(self, name: str) -> Column:
         """A column by name, with an error listing the names that exist."""
@@ -233,6 +245,97 @@ def _check_cells(table: PredictionTable, rows: np.ndarray, classes: list[str], b
         raise LtvError(f"{table.path}, line {row + 2}, column {column!r}: value {value!r} {what}")
 
 
+@dataclass(frozen=True)
+class FusedTable:
+    """A refined-labels table (``ltv export-labels``, of a run or of a label-only fusion), one column per class.
+
+    ``refined`` and ``binarised`` are indexed by image id with one float column
+    per class key, NaN where the file's cell is blank (no label set labelled
+    that image and class); ``present`` says which (image, class) rows the file has.
+    """
+
+    name: str
+    path: Path
+    refined: pd.DataFrame
+    binarised: pd.DataFrame
+    present: pd.DataFrame
+
+    @property
+    def ids(self) -> pd.Index:
+        return self.refined.index
+
+
+def read_fused(spec: str | Path, classes: list[str] | None = None) -> FusedTable:
+    """Read ``[NAME=]FILE``, a refined-labels table: ``image_id, finding, refined, binarised`` (weights ignored).
+
+    ``classes`` (a dataset's) are the findings the file may name. Values are
+    numbers in [0, 1] or blank; an (image, finding) pair appears once.
+    """
+    name, path = split_name(spec)
+    frame = csvio.read_table(path, required=REFINED_COLUMNS, what="fused labels")
+    csvio.require_nonblank(frame, "image_id", path)
+    frame = frame.assign(image_id=frame["image_id"].str.strip(), finding=frame["finding"].str.strip().map(class_key))
+    if classes is not None:
+        unknown = ~frame["finding"].isin(classes).to_numpy()
+        if unknown.any():
+            position = int(unknown.argmax())
+            raise LtvError(f"{csvio.where(path, frame, position, 'finding')}: {frame['finding'].iloc[position]!r} is "
+                           f"not a class of the dataset; expected one of {', '.join(classes)}")
+    csvio.require_unique(frame, ["image_id", "finding"], path)
+    values = frame.assign(present=1.0, **{c: _unit_numbers(frame, c, path) for c in ("refined", "binarised")})
+    wide = {c: values.pivot(index="image_id", columns="finding", values=c) for c in ("refined", "binarised", "present")}
+    return FusedTable(name, path, wide["refined"], wide["binarised"], wide["present"].notna())
+
+
+def _unit_numbers(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """The cells of ``column`` as numbers in [0, 1], NaN where blank; an error naming the first other cell."""
+    text = frame[column].str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+    bad = (np.isnan(values) & (text != "").to_numpy() & (text.str.lower() != "nan").to_numpy()) | (values < 0) | \
+        (values > 1)
+    if bad.any():
+        position = int(bad.argmax())
+        raise LtvError(f"{csvio.where(path, frame, position, column)}: value {text.iloc[position]!r} is not a number "
+                       "in [0, 1] or blank")
+    return values
+
+
+def fused_column(table: FusedTable, image_ids: np.ndarray, classes: list[str], labelled: np.ndarray) -> Column:
+    """The fused labels of ``image_ids``: refined as scores, binarised >= 0.5 as decisions, NaN where blank.
+
+    Every evaluated class must be in the file and every labelled (image,
+    class) must have a row: fused labels that skip some images would be
+    scored on the ones they chose. A blank row is a label no label set gave,
+    left out of this column like a label set's missing label.
+    """
+    missing = [c for c in classes if c not in table.refined.columns]
+    if missing:
+        raise LtvError(f"{table.path}: no rows for finding {missing[0]!r}" + (
+            f" (nor {len(missing) - 1} other class(es))" if len(missing) > 1 else "") +
+            "; expected every class the ground truth labels")
+    rows = table.ids.get_indexer(image_ids)
+    if (rows < 0).any():
+        raise LtvError(f"{table.path}: no rows for {int((rows < 0).sum())} of the {len(image_ids)} evaluated images "
+                       f"(first: {image_ids[np.argmax(rows < 0)]!r}); export the split(s) evaluated")
+    absent = ~table.present.iloc[rows][classes].to_numpy() & labelled
+    if absent.any():
+        image, cls = np.argwhere(absent)[0]
+        raise LtvError(f"{table.path}: no row for image {image_ids[image]!r} and finding {classes[cls]!r}")
+    refined = table.refined.iloc[rows][classes].to_numpy(np.float64)
+    binarised = table.binarised.iloc[rows][classes].to_numpy(np.float64)
+    valid = ~np.isnan(refined) & ~np.isnan(binarised)
+    return Column(table.name, "fused", np.where(valid, refined, np.nan),
+                  np.where(valid, (binarised >= 0.5).astype(np.float64), np.nan))
+
+
+def check_fused_ids(table: FusedTable, dataset: Dataset) -> None:
+    """Fused labels name the dataset's images only: other ids mean the labels of another dataset."""
+    unknown = ~table.ids.isin(dataset.image_ids)
+    if unknown.any():
+        raise LtvError(f"{table.path}: {int(unknown.sum())} of its {len(table.ids)} images are not in the dataset "
+                       f"{dataset.path} (first: {table.ids[np.argmax(unknown)]!r}); fused labels of another dataset?")
+
+
 # ----------------------------------------------------------------------------- ids
 def known_only(ids: np.ndarray, known, path: Path, key: str, where: str, policy: str) -> np.ndarray:
     """Mask of ``ids`` found in ``known``; unknown ones are an error or (``warn``) dropped with a count."""
@@ -259,22 +362,22 @@ def labels_on_dataset(table: LabelTable, dataset: Dataset, policy: str) -> tuple
     return rows, table.truth[keep][position[rows]]
 
 
-def labels_on_predictions(table: LabelTable, predictions: list[PredictionTable],
+def labels_on_predictions(table: LabelTable, predictions: list[PredictionTable | FusedTable],
                           policy: str) -> tuple[np.ndarray, np.ndarray]:
-    """Image ids and truth of a label file when there is no dataset: ids are checked against the predictions."""
+    """Image ids and truth of a label file when there is no dataset: ids are checked against the scored files."""
     if not table.per_image:
         raise LtvError(f"{table.path}: keyed by {table.key}; study ids need `dataset` to find each study's images")
     known = set().union(*(set(p.ids) for p in predictions))
-    keep = known_only(table.ids, known, table.path, table.key, "any predictions file", policy)
+    keep = known_only(table.ids, known, table.path, table.key, "any predictions or fused labels file", policy)
     return table.ids[keep], table.truth[keep]
 
 
 # ----------------------------------------------------------------------------- dataset parts
 def dataset_ground_truth(dataset: Dataset, split: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``split`` with ground truth and their truth (restricted to ``classes``)."""
+    """Rows of ``split`` (``all``: every split) with ground truth and their truth (restricted to ``classes``)."""
     if not dataset.has_ground_truth:
         raise LtvError(f"{dataset.path}: the dataset has no ground truth; pass `labels` with a hand-labelled file")
-    rows = dataset.indices(split)
+    rows = np.arange(len(dataset)) if split == "all" else dataset.indices(split)
     truth = dataset.ground_truth[rows]
     if dataset.is_multilabel:
         truth = truth[:, [dataset.class_index(c) for c in classes]]
@@ -286,12 +389,12 @@ def dataset_ground_truth(dataset: Dataset, split: str, classes: list[str]) -> tu
     return rows[labelled], truth[labelled]
 
 
-def labeller_columns(dataset: Dataset, rows: np.ndarray, classes: list[str]) -> list[Column]:
-    """The dataset's label sets as score columns: 1/0 labels (one-hot for multi-class), NaN where missing."""
-    targets, mask = as_targets(dataset.labels[rows], dataset.is_multilabel, len(dataset.classes))
+def labeller_columns(dataset: Dataset, rows: np.ndarray, classes: list[str], chosen: list[int]) -> list[Column]:
+    """The ``chosen`` label sets as score columns: 1/0 labels (one-hot for multi-class), NaN where missing."""
+    targets, mask = as_targets(dataset.labels[rows][:, chosen], dataset.is_multilabel, len(dataset.classes))
     picked = [dataset.class_index(c) for c in classes]
     scores = np.where(mask, targets, np.nan)[:, :, picked]
-    return [Column(name, "labeller", scores[:, m]) for m, name in enumerate(dataset.label_set_names)]
+    return [Column(dataset.label_set_names[m], "labeller", scores[:, k], scores[:, k]) for k, m in enumerate(chosen)]
 
 
 def dataset_classes(dataset: Dataset) -> list[str]:

@@ -236,6 +236,12 @@ def hard_labels(labels: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return nn.functional.one_hot(labels.argmax(dim=-1), labels.shape[-1]).to(labels.dtype)
 
 
+def as_refined(labels: torch.Tensor, valid: torch.Tensor, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """An aggregator's labels as every method without a vote reports them: (refined, binarised), NaN where
+    ``valid`` is False; refined is the label itself, binarised its 0/1 form (:func:`hard_labels`)."""
+    return with_missing(labels, valid), with_missing(hard_labels(labels, multilabel), valid)
+
+
 def with_missing(labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Detached ``labels`` with NaN where ``valid`` is False (the StepResult convention)."""
     return labels.detach().float().masked_fill(~valid.bool(), float("nan"))

@@ -15,7 +15,7 @@ import torch
 
 from ltvcli.errors import OptionError
 from ltvcli.fusion.aggregators import AGGREGATOR_NAMES, Aggregator, MajorityVote, OneLabelSet, make_aggregator
-from ltvcli.fusion.base import Batch, PredictionMethod, StepResult, hard_labels, masked_bce, mean_count, with_missing
+from ltvcli.fusion.base import Batch, PredictionMethod, StepResult, as_refined, masked_bce, mean_count
 from ltvcli.fusion.registry import SingleOptions, TieBreakOptions
 
 
@@ -37,8 +37,8 @@ class AggregatedLabels(PredictionMethod):
     def result(self, logits: torch.Tensor, batch: Batch) -> StepResult:
         labels, valid = self.labels(batch)
         loss = masked_bce(logits, labels, valid, mean_count(valid))
-        return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(labels, valid),
-                          binarised=with_missing(hard_labels(labels, self.multilabel), valid))
+        refined, binarised = as_refined(labels, valid, self.multilabel)
+        return StepResult(loss=loss, logits=logits.detach(), refined=refined, binarised=binarised)
 
 
 class SingleLabelSet(AggregatedLabels):

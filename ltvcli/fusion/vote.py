@@ -105,20 +105,48 @@ class ReliabilityVote(LearningToVote):
             raise RuntimeError("fit_labels must run before the reliability vote")
         features = self.virtual_features(model, batch, logits, trunk_output)
         observed, valid = to_groups(batch.targets.float(), batch.mask, self.multilabel)
-        # log π_m[k, y_m] per (sample, set, group, true state); 0 where the set gave no label
-        evidence = torch.einsum("bmgj,gmkj->bmgk", observed, self.log_confusion)
+        evidence = self.evidence(observed)
         weighted = self.multipliers(features)[..., None] * evidence
         base = self.base_log_prior(logits)
         posterior = torch.softmax(base + weighted.sum(dim=1), dim=-1)  # [B, G, K]
-        labelled = valid.any(dim=1)  # [B, G]
-        refined = from_groups(posterior, self.multilabel)
-        entries = labelled if self.multilabel else labelled.expand(-1, self.n_classes)
-        binarised = torch.sigmoid(self.options.k * (refined - self.options.threshold)).detach()
+        refined, binarised, entries = self.binarise(posterior, valid)
         loss = masked_bce(logits, binarised, entries, mean_count(entries))
         loss = loss + self.vote_loss(base, weighted, evidence, observed, valid)
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(refined, entries),
                           binarised=with_missing(binarised, entries),
                           weights=self.label_weights(posterior.detach(), observed, valid))
+
+    def label_vote(self, targets: torch.Tensor, mask: torch.Tensor,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The vote from the labels alone, before any image speaks: this vote's label-only part.
+
+        Without images there are no virtual-step features, so every multiplier
+        is 1, and no model, so no model evidence: the posterior is plain
+        Dawid-Skene's under the matrices :meth:`fit_labels` fitted. Refined ȳ,
+        its binarisation ỹ = sigmoid(k (ȳ − T)) and the vote weights are those
+        of training. Returns (refined, binarised) [N, C], NaN where no label
+        set labels, and the weights [N, M, C].
+        """
+        if not bool(self.fitted):
+            raise RuntimeError("fit_labels must run before the reliability vote")
+        observed, valid = to_groups(torch.as_tensor(targets).float(), torch.as_tensor(mask).bool(), self.multilabel)
+        posterior = torch.softmax(self.log_prior + self.evidence(observed).sum(dim=1), dim=-1)
+        refined, binarised, entries = self.binarise(posterior, valid)
+        return (with_missing(refined, entries), with_missing(binarised, entries),
+                self.label_weights(posterior, observed, valid))
+
+    def evidence(self, observed: torch.Tensor) -> torch.Tensor:
+        """log π_m[k, y_m] per (sample, set, group, true state) [B, M, G, K]; 0 where the set gave no label."""
+        return torch.einsum("bmgj,gmkj->bmgk", observed, self.log_confusion)
+
+    def binarise(self, posterior: torch.Tensor, valid: torch.Tensor,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Refined ȳ [B, C] from the posterior [B, G, K], its binarisation ỹ (detached), and where any set labels."""
+        labelled = valid.any(dim=1)  # [B, G]
+        refined = from_groups(posterior, self.multilabel)
+        entries = labelled if self.multilabel else labelled.expand(-1, self.n_classes)
+        binarised = torch.sigmoid(self.options.k * (refined - self.options.threshold)).detach()
+        return refined, binarised, entries
 
     def base_log_prior(self, logits: torch.Tensor) -> torch.Tensor:
         """What is believed before the label sets speak, [B or 1, G, K]: the class prior, mixed with the model's view."""

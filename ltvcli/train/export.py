@@ -1,4 +1,4 @@
-"""Refined labels of a trained run (``ltv export-labels``): what the method would train each image on.
+"""Refined labels of a trained run (``ltv export-labels RUN DATASET``): what the method would train each image on.
 
 For every image of the chosen splits and every class: the refined soft label
 ȳ, its binarisation ỹ and the vote weight of each label set, computed by the
@@ -6,12 +6,10 @@ refinement pass (:mod:`ltvcli.train.refinement`) with the run's best (or
 last) checkpoint: the procedure training measured its ``refined_accuracy``
 with, over the same batches (each split in order, the run's batch size), so
 the train split's labels are the ones training reported for that epoch.
-Long layout, one row per (image, class)::
-
-    image_id, finding, refined, binarised, weight_<label set>, ...
-
-Weights given per sample ([B, M]) are repeated for each class; methods with
-no vote (CM, single, mv) have NaN weights.
+The table's layout is :mod:`ltvcli.fusion.table` (one row per image and
+class); weights given per sample ([B, M]) are repeated for each class, and
+methods with no vote (CM, single, mv) have NaN weights. Label-only fusion,
+without a run, is :mod:`ltvcli.fusion.labelonly`.
 """
 
 from __future__ import annotations
@@ -22,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ltvcli.atomic import atomic_path, write_csv
+from ltvcli.atomic import check_table_path, write_table
 from ltvcli.console import track
 from ltvcli.dataset import Dataset
-from ltvcli.errors import LtvError
 from ltvcli.fusion.base import Batch
+from ltvcli.fusion.table import refined_table
 from ltvcli.outputs import REFINED_LABELS, check_output
 from ltvcli.runs.predict import open_run, run_text_embeddings
 from ltvcli.runtime.device import resolve_device
@@ -35,31 +33,7 @@ from ltvcli.train.data import DeviceLabels
 from ltvcli.train.method import build_method
 from ltvcli.train.refinement import pass_batches, refinement_pass
 
-TABLE_SUFFIXES = (".csv", ".parquet")
 EXPORT_SPLITS = ("train", "validate", "test")
-
-
-def write_table(frame: pd.DataFrame, out: Path) -> None:
-    """Write ``frame`` atomically as CSV or Parquet, chosen by the file's extension."""
-    suffix = out.suffix.lower()
-    if suffix == ".csv":
-        write_csv(out, frame)
-    elif suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401  (pandas needs it for Parquet)
-        except ImportError:
-            raise LtvError(f"{out}: writing Parquet needs pyarrow (pip install 'ltv[parquet]'); "
-                           "or write .csv") from None
-        with atomic_path(out) as tmp:
-            frame.to_parquet(tmp, index=False)
-    else:
-        raise LtvError(f"{out}: unknown table format {suffix or '(no extension)'!r}; expected .csv or .parquet")
-
-
-def check_table_path(out: Path) -> None:
-    """Reject an unknown extension before any work is done."""
-    if out.suffix.lower() not in TABLE_SUFFIXES:
-        raise LtvError(f"{out}: unknown table format {out.suffix or '(no extension)'!r}; expected .csv or .parquet")
 
 
 def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("train",), checkpoint: str = "best",
@@ -77,8 +51,8 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
     loader = ImageLoader(dataset.images, batches, pin_memory=target.type == "cuda")
     with track(len(loader), "refining labels") as advance:
         result = refinement_pass(model, method, _tracked(loader, labels, advance), len(rows), target)
-    return _long_table(dataset, rows, result.refined.cpu().numpy(), result.binarised.cpu().numpy(),
-                       result.weights.cpu().numpy())
+    return refined_table(dataset.image_ids[rows], dataset.classes, result.refined.cpu().numpy(),
+                         result.binarised.cpu().numpy(), result.weights.cpu().numpy(), dataset.label_set_names)
 
 
 def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...] = ("train",),
@@ -99,17 +73,3 @@ def _tracked(loader: ImageLoader, labels: DeviceLabels, advance: Callable[[int],
     for rows, images in loader:
         yield labels.batch(rows, images)
         advance(1)
-
-
-def _long_table(dataset: Dataset, rows: np.ndarray, refined: np.ndarray, binarised: np.ndarray,
-                weights: np.ndarray) -> pd.DataFrame:
-    n_classes = len(dataset.classes)
-    frame = pd.DataFrame({
-        "image_id": np.repeat(dataset.image_ids[rows], n_classes),
-        "finding": np.tile(np.asarray(dataset.classes, dtype=object), len(rows)),
-        "refined": refined.reshape(-1),
-        "binarised": binarised.reshape(-1),
-    })
-    for m, name in enumerate(dataset.label_set_names):
-        frame[f"weight_{name}"] = weights[:, :, m].reshape(-1)
-    return frame

@@ -29,7 +29,7 @@ from ltvcli.train.diagnostics import refined_hits
 @dataclass
 class Refinement:
     """The refined labels of ``rows``: soft ȳ and binarised ỹ [N, C] (NaN where nothing is labelled), and each
-    label set's vote weight [N, C, M] (NaN for a method without a vote)."""
+    label set's vote weight [N, M, C] (NaN for a method without a vote)."""
 
     rows: torch.Tensor
     refined: torch.Tensor
@@ -92,7 +92,8 @@ def _gathered(rows: torch.Tensor, values: torch.Tensor) -> Refinement:
     (a NaN of the rank that holds a row survives the sum). A no-op in one process."""
     rows = distributed.all_reduce_sum(rows)
     values = distributed.all_reduce_sum(values)
-    return Refinement(rows=rows, refined=values[..., 0], binarised=values[..., 1], weights=values[..., 2:])
+    return Refinement(rows=rows, refined=values[..., 0], binarised=values[..., 1],
+                      weights=values[..., 2:].transpose(1, 2))
 
 
 def _per_class(values: torch.Tensor | None, batch: Batch, n_classes: int) -> torch.Tensor:
