@@ -7,8 +7,10 @@ network is split into named stages because learning-to-vote needs them:
 * ``last_stage(h)`` layer4 + GAP    -- the part whose virtual update it recomputes;
 * ``head(f)``       the FC layer on the feature F.
 
-``features(x) = last_stage(trunk(x))`` is the F_m of equation 2, and
-``forward(x) = head(features(x))`` gives logits. ``tiny`` is a four-stage CNN
+``features(x) = last_stage(trunk(x))`` is the F_m of equation 2 (what
+``vote_features`` returns), and ``forward(x) = head(features(x))`` gives
+logits. :mod:`ltvcli.heads` has the same interface for a head on
+precomputed features. ``tiny`` is a four-stage CNN
 with the same interface, for tests and CPU demos.
 
 With ``text_dim`` the network also reads a report embedding e (the paper's
@@ -79,6 +81,14 @@ class LtvNet(nn.Module):
         logits = self.head(f)
         return (logits, h, f) if return_parts else logits
 
+    def vote_stage(self, h: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """F_m of learning-to-vote from the trunk output h: the GAP feature (with the text), eq. 2's input."""
+        return self.last_stage(h, text)
+
+    def vote_features(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """F_m of learning-to-vote from the images: :meth:`features` (a head on features defines its own)."""
+        return self.features(x, text)
+
     def last_scope_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Named parameters of layer4, the text MLP and the FC layer: what ``--meta-scope last`` updates virtually."""
         return [(n, p) for n, p in self.named_parameters() if n.startswith(("last.", "text_mlp.", "fc."))]
@@ -103,7 +113,7 @@ def build_model(arch: str, n_classes: int, in_channels: int = 1, image_size: int
 
     resnet = getattr(torchvision.models, arch)(weights=None)
     if pretrained is not None:
-        _load_pretrained(resnet, Path(pretrained))
+        load_pretrained(resnet, Path(pretrained))
     conv1 = resnet.conv1
     small = image_size <= 64
     new_conv = nn.Conv2d(in_channels, 64, kernel_size=3 if small else 7, stride=1 if small else 2,
@@ -118,9 +128,11 @@ def build_model(arch: str, n_classes: int, in_channels: int = 1, image_size: int
     return LtvNet(stem, resnet.layer4, resnet.fc.in_features, n_classes, text_dim)
 
 
-def _load_pretrained(resnet: nn.Module, path: Path) -> None:
+def load_pretrained(resnet: nn.Module, path: Path, parameter: str = "pretrained") -> None:
+    """Load a local torchvision state dict into ``resnet``, all but its classifier (``fc``); one-line errors name
+    ``parameter``, the option that gave ``path``."""
     if not path.is_file():
-        raise LtvError(f"{path}: `pretrained` file not found")
+        raise LtvError(f"{path}: `{parameter}` file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

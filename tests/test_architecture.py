@@ -24,7 +24,7 @@ LAYERS = [
     {"dataset"},
     {"runtime"},
     {"models"},
-    {"fusion", "text"},
+    {"fusion", "text", "features", "heads"},
     {"runs"},
     {"train", "evaluate", "refine", "ingest", "simulate", "reports"},
     {"demo"},

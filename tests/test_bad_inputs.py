@@ -45,6 +45,7 @@ from typer.testing import CliRunner
 from conftest import make_dataset
 from helpers_ingest import (CHEXPERT_ORDER, DEFAULT_IMAGES, chexpert_rows, pattern, write_chexpert_csv, write_cifar10,
                             write_csv, write_mimic, write_nih, write_openi_kaggle, write_openi_xml, write_raster)
+from helpers_features import write_crowd
 from helpers_train import TRAIN_FAST
 from ltvcli.cli import app
 
@@ -106,6 +107,14 @@ class World:
         self.predictions = write_csv(r / "predictions.csv", _predictions(self.dataset))
         self.fused = r / "fused.csv"  # label-only fusion of the dataset's label sets
         assert _invoke(["export-labels", self.dataset, "--aggregator", "majority", "--out", self.fused]).exit_code == 0
+        self.crowd = write_crowd(r / "crowd", items=(16, 8, 8))
+        self.features_dataset = r / "crowd-ds"
+        _invoke(["ingest", "answers", *self.crowd.args(), "--out", self.features_dataset, "--classes",
+                 "class0,class1,class2"])  # the classes of the dataset above: only its lack of features differs
+        self.features_run = r / "features-run"
+        _invoke(["train", self.features_dataset, "--out", self.features_run, "--method", "mv", "--epochs", "1",
+                 *TRAIN_FAST])
+        assert (self.features_run / "best.pt").is_file(), "the world's run on features did not train"
 
     @property
     def mimic_args(self) -> list:
@@ -246,6 +255,7 @@ WRITERS: dict[str, Callable[[World, Path, Path], list]] = {
     "ingest cifar10": lambda w, d, out: ["ingest", "cifar10", "--root", w.cifar, "--out", out],
     "ingest npz": lambda w, d, out: ["ingest", "npz", w.npz, "--out", out],
     "ingest relabels": lambda w, d, out: ["ingest", "relabels", w.dataset, w.queue, "--out", out],
+    "ingest answers": lambda w, d, out: ["ingest", "answers", *w.crowd.args(), "--out", out],
     "label-reports": lambda w, d, out: ["label-reports", w.dataset, "--out", out, "--workers", "0"],
     "simulate": lambda w, d, out: ["simulate", w.dataset, "--out", out, "--annotators", "HS"],
     "train": lambda w, d, out: ["train", w.dataset, "--out", out, "--epochs", "1", "--workers", "0", *TRAIN_FAST],
@@ -296,7 +306,7 @@ def output_rule_cases() -> list[Case]:
     """--out that is not ltv's to replace: a user's folder, an input, a file, a link, an output without --force."""
     cases = []
     for command in ("ingest table", "ingest npz", "ingest nih", "ingest chexpert", "simulate", "train", "evaluate",
-                    "ingest relabels", "label-reports"):
+                    "ingest relabels", "label-reports", "ingest answers"):
         argv = WRITERS[command]
         cases.append(Case(f"{command}: --out is a folder of the user's", lambda w, d, argv=argv: Call(
             argv(w, d, user_folder(d)), ["--out", "mine", "never replaces"])))
@@ -657,6 +667,7 @@ def dataset_cases() -> list[Case]:
         "refine": lambda w, d, ds: ["refine", ds, "--budget", "2", "--out", d / "q.csv"],
         "refine-sim": lambda w, d, ds: ["refine-sim", ds, "--budget", "2", "--out", d / "r.csv"],
         "embed-reports": lambda w, d, ds: ["embed-reports", ds, "--embeddings", d / "none.csv"],
+        "add-features": lambda w, d, ds: ["add-features", ds, _features_csv(w, d)],
         "ingest relabels": lambda w, d, ds: ["ingest", "relabels", ds, w.queue, "--out", d / "new"],
         "label-reports": lambda w, d, ds: ["label-reports", ds, "--out", d / "new", "--workers", "0"],
     }
@@ -837,6 +848,148 @@ def _half_npz(d: Path) -> Path:
     return put(d / "e.npz", (d / "full.npz").read_bytes()[:200])
 
 
+def _features_csv(w: World, d: Path, ids: list[str] | None = None, value: str = "0.5") -> Path:
+    """Two-dimensional features for ``ids`` (default: every image of the world's dataset), every cell ``value``."""
+    ids = pd.read_csv(w.dataset / "images.csv", dtype=str)["image_id"].tolist() if ids is None else ids
+    return put(d / "f.csv", "image_id,f0,f1\n" + "".join(f"{i},{value},1.0\n" for i in ids))
+
+
+def _with_features(w: World, d: Path) -> Path:
+    ds = copy(w.dataset, d / "ds")
+    _invoke(["add-features", ds, _features_csv(w, d)])
+    return ds
+
+
+def _answers(w: World, d: Path, *, answers: Path | None = None, truth: Path | None = None,
+             features: Path | None = None) -> list:
+    """``ltv ingest answers`` on the world's crowd, with its train answers, truth or features replaced."""
+    crowd = w.crowd.root
+    return ["ingest", "answers", "--answers", f"train={answers or crowd / 'answers.txt'}",
+            "--truth", f"train={truth or crowd / 'truth_train.txt'}",
+            "--features", f"train={features or crowd / 'features_train.npy'}", "--out", d / "out"]
+
+
+def feature_cases() -> list[Case]:
+    """Image features: the files ``add-features``, ``ingest --features`` and ``ingest answers`` read, the
+    features in a dataset folder, and the inputs ``train --input features`` and its runs need."""
+    ids = lambda w: pd.read_csv(w.dataset / "images.csv", dtype=str)["image_id"].tolist()  # noqa: E731
+    return [
+        Case("add-features: the file is missing", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), d / "none.csv"], ["none.csv", "no such file"])),
+        Case("add-features: a cell that is not a number", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), _features_csv(w, d, value="abc")],
+            ["f.csv", "line 2", "column 'f0'", "'abc'"])),
+        Case("add-features: a NaN", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), _features_csv(w, d, value="nan")],
+            ["f.csv", "line 2", "column 'f0'", "finite"])),
+        Case("add-features: an image id twice", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), _features_csv(w, d, ids(w) + ids(w)[:1])],
+            ["f.csv", repr(ids(w)[0]), "2 times"])),
+        Case("add-features: vectors for half the images", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), _features_csv(w, d, ids(w)[::2])],
+            ["f.csv", "have no feature vector"])),
+        Case("add-features: a .npy without its ids", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), _npy(d / "f.npy", np.zeros((24, 2), np.float32))],
+            ["f.npy", "--ids"])),
+        Case("add-features: a .npy of random bytes", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), put(d / "f.npy", RANDOM), "--ids", w.dataset / "images.csv"],
+            ["f.npy"])),
+        Case("add-features: a .npz cut in half", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), _half_npz(d)], ["e.npz"])),
+        Case("add-features: a CSV not UTF-8", lambda w, d: Call(
+            ["add-features", copy(w.dataset, d / "ds"), put(d / "f.csv", b"image_id,f0\nimg0000," + NOT_UTF8)],
+            ["f.csv"])),
+        Case("add-features: the dataset already has features", lambda w, d: Call(
+            ["add-features", _with_features(w, d), _features_csv(w, d)], ["already has image features",
+                                                                          "--force"])),
+        Case("add-features: the dataset folder is read-only", lambda w, d: Call(
+            ["add-features", (ds := copy(w.dataset, d / "ds")), _features_csv(w, d)], ["ds"], locked=ds)),
+        Case("embed-images: --model of random bytes", lambda w, d: Call(
+            ["embed-images", copy(w.dataset, d / "ds"), "--model", put(d / "m.pt", RANDOM), "--arch", "resnet18",
+             "--device", "cpu"], ["m.pt", "not a torch state dict"])),
+        Case("embed-images: --model a folder of another kind", lambda w, d: Call(
+            ["embed-images", copy(w.dataset, d / "ds"), "--model", put(d / "model" / "config.json", RANDOM).parent,
+             "--device", "cpu"], ["model", "cannot load a Hugging Face model"])),
+        Case("embed-images: the dataset folder is read-only", lambda w, d: Call(
+            ["embed-images", (ds := copy(w.dataset, d / "ds")), "--model", d / "none.pt", "--device", "cpu"],
+            ["ds"], locked=ds)),
+        Case("embed-images: a dataset of features has no images", lambda w, d: Call(
+            ["embed-images", copy(w.features_dataset, d / "ds"), "--model", d / "none.pt", "--device", "cpu",
+             "--force"], ["ds", "has no images to embed"])),
+        Case("ingest table: --features missing images, before any image is decoded", lambda w, d: Call(
+            table(w, w.labels, d / "out", "--features", put(d / "f.csv", "image_id,f0\na.png,1\n")),
+            ["f.csv", "have no feature vector"])),
+        Case("ingest answers: answers of random bytes", lambda w, d: Call(
+            _answers(w, d, answers=put(d / "a.txt", RANDOM)), ["a.txt"])),
+        Case("ingest answers: a word among the answers", lambda w, d: Call(
+            _answers(w, d, answers=put(d / "a.txt", (w.crowd.root / "answers.txt").read_text().replace(
+                "0", "zero", 1))), ["a.txt", "line", "column", "'zero'"])),
+        Case("ingest answers: a line with a missing column", lambda w, d: Call(
+            _answers(w, d, answers=put(d / "a.txt", "0 1 2\n0 1\n")), ["a.txt", "line 2"])),
+        Case("ingest answers: truth of another length", lambda w, d: Call(
+            _answers(w, d, truth=put(d / "t.txt", "0\n1\n")), ["t.txt", "2 rows"])),
+        Case("ingest answers: a negative class id", lambda w, d: Call(
+            _answers(w, d, truth=put(d / "t.txt", "-4\n" * 16)), ["-4"])),
+        Case("ingest answers: features with a NaN", lambda w, d: Call(
+            _answers(w, d, features=_nan_features(w, d)), ["f.npy", "finite"])),
+        Case("ingest answers: an unknown split", lambda w, d: Call(
+            ["ingest", "answers", "--answers", f"holdout={w.crowd.root / 'answers.txt'}", "--out", d / "out"],
+            ["--answers", "'holdout'"])),
+        Case("ingest answers: --labellers naming too few workers", lambda w, d: Call(
+            [*_answers(w, d), "--labellers", "a,b"], ["--labellers", "2 labellers"])),
+        Case("ingest answers: --classes naming too few classes", lambda w, d: Call(
+            [*_answers(w, d), "--classes", "one"], ["--classes", "1 classes"])),
+        Case("train: --input features on a dataset without features", lambda w, d: Call(
+            ["train", w.dataset, "--out", d / "run", "--input", "features", "--epochs", "1", *TRAIN_FAST],
+            ["no image features", "add-features"])),
+        Case("train: --input images on a dataset of features", lambda w, d: Call(
+            ["train", w.features_dataset, "--out", d / "run", "--input", "images", "--epochs", "1", *TRAIN_FAST],
+            ["crowd-ds", "no image cache", "--input features"])),
+        Case("train: an unknown --head", lambda w, d: Call(
+            ["train", w.features_dataset, "--out", d / "run", "--head", "transformer", "--epochs", "1", *TRAIN_FAST],
+            ["--head", "'transformer'"])),
+        Case("train: --head-dropout 1", lambda w, d: Call(
+            ["train", w.features_dataset, "--out", d / "run", "--head-dropout", "1", "--epochs", "1", *TRAIN_FAST],
+            ["--head-dropout", "[0, 1)"])),
+        Case("train: features.npy of random bytes", lambda w, d: Call(
+            ["train", _damaged_features(w, d, "features.npy", RANDOM), "--out", d / "run", "--epochs", "1",
+             *TRAIN_FAST], ["features.npy"])),
+        Case("info: features.json of random bytes", lambda w, d: Call(
+            ["info", _damaged_features(w, d, "features.json", RANDOM)], ["features.json"])),
+        Case("train: features.npy of another length than the images", lambda w, d: Call(
+            ["train", _damaged_features(w, d, "features.npy", None), "--out", d / "run", "--epochs", "1",
+             *TRAIN_FAST], ["features.npy", "shape [31, 6]"])),
+        *[Case(f"{command}: a run on features, a dataset without features", lambda w, d, argv=argv: Call(
+            argv(w, d), ["no image features", "add-features"]))
+          for command, argv in {
+              "predict": lambda w, d: ["predict", w.features_run, w.dataset, "--out", d / "p.csv"],
+              "export-labels": lambda w, d: ["export-labels", w.features_run, w.dataset, "--out", d / "e.csv"],
+              "evaluate": lambda w, d: ["evaluate", w.features_run, "-d", w.dataset, "--out", d / "ev"]}.items()],
+    ]
+
+
+def _npy(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, array)
+    return path
+
+
+def _nan_features(w: World, d: Path) -> Path:
+    vectors = np.load(w.crowd.root / "features_train.npy")
+    vectors[3, 1] = np.nan
+    return _npy(d / "f.npy", vectors)
+
+
+def _damaged_features(w: World, d: Path, file: str, data: bytes | None) -> Path:
+    """A copy of the world's dataset of features with ``file`` replaced by ``data`` (None: one row too few)."""
+    ds = copy(w.features_dataset, d / "ds")
+    if data is None:
+        np.save(ds / file, np.load(ds / file)[:-1])
+    else:
+        (ds / file).write_bytes(data)
+    return ds
+
+
 def label_only_cases() -> list[Case]:
     """Label-only fusion and fused labels: bad options of ``export-labels --aggregator``, bad ``evaluate --fused`` files."""
     def fuse(w: World, d: Path, *extra) -> list:
@@ -915,7 +1068,7 @@ def label_only_cases() -> list[Case]:
 
 
 CASES: list[Case] = (ingest_cases() + output_rule_cases() + read_only_cases() + dataset_cases() + run_cases()
-                     + table_reader_cases() + label_only_cases())
+                     + table_reader_cases() + label_only_cases() + feature_cases())
 
 
 # ----------------------------------------------------------------------------- running a case

@@ -60,6 +60,11 @@ def test_arguments_are_upper_case_in_usage_and_list(cli):
     (("ingest", "table"), "--task", choices.TABLE_TASKS),
     (("ingest", "npz"), "--task", choices.NPZ_TASKS),
     (("refine",), "--candidates", choices.CANDIDATES),
+    (("refine",), "--input", choices.INPUTS),
+    (("refine-sim",), "--head", choices.HEADS),
+    (("train",), "--input", choices.INPUTS),
+    (("train",), "--head", choices.HEADS),
+    (("embed-images",), "--arch", choices.RESNETS),
 ])
 def test_options_that_take_a_name_list_their_choices(cli, path, option, names):
     out = cli(*path, "--help").output

@@ -9,8 +9,12 @@ import pytest
 import torch
 
 from conftest import make_dataset
+from helpers_features import write_npz
+from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.features import add_features
 from ltvcli.runtime.device import resolve_device
+from ltvcli.runtime.inputs import model_inputs
 from ltvcli.runtime.loader import ImageLoader, epoch_batches, images_to_device, ordered_batches, shard
 from ltvcli.train.data import DeviceLabels
 
@@ -73,13 +77,26 @@ def test_device_labels_gather_the_rows_of_a_batch(tmp_path):
     ds = make_dataset(tmp_path / "ds", n=20, size=16)
     labels = DeviceLabels(ds, CPU)
     rows = np.array([3, 7, 11])
-    batch = labels.batch(rows, torch.from_numpy(np.asarray(ds.images[rows])))
+    [(batch_rows, index, images)] = list(model_inputs(ds, "images", CPU).batches([rows], workers=0))
+    batch = labels.batch(index, images)
     targets, mask = ds.targets()
     assert torch.equal(batch.targets, torch.from_numpy(targets[rows]))
     assert torch.equal(batch.mask, torch.from_numpy(mask[rows]))
-    assert batch.index.tolist() == rows.tolist() and batch.images.shape == (3, 1, 16, 16)
+    assert batch_rows.tolist() == batch.index.tolist() == rows.tolist() and batch.images.shape == (3, 1, 16, 16)
     truth, _ = ds.ground_truth_targets()
     assert torch.equal(labels.truth[batch.index], torch.from_numpy(truth[rows]))
+
+
+def test_feature_inputs_gather_each_batch_of_rows_from_the_resident_matrix(tmp_path):
+    ds = make_dataset(tmp_path / "ds", n=20, size=16)
+    vectors = np.arange(20 * 3, dtype=np.float32).reshape(20, 3)
+    add_features(ds.path, write_npz(tmp_path / "f.npz", ds.image_ids, vectors))
+    inputs = model_inputs(Dataset.open(ds.path), "features", CPU)
+    batches = [np.array([3, 7]), np.array([0, 19, 5])]
+    got = list(inputs.batches(batches))
+    assert [rows.tolist() for rows, _, _ in got] == [[3, 7], [0, 19, 5]]
+    for rows, index, x in got:
+        assert index.tolist() == rows.tolist() and torch.equal(x, torch.from_numpy(vectors[rows]))
 
 
 def test_device_choice(monkeypatch):

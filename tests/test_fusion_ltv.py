@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pandas as pd
@@ -143,11 +144,23 @@ def test_vote_renormalises_over_the_label_sets_that_have_a_label():
     weights = torch.tensor([[0.5, 0.3, 0.2]])
     targets = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]])  # [1, M=3, C=3]
     mask = torch.tensor([[[False, True, False], [True, True, False], [True, True, False]]])
-    refined, valid = weighted_vote(weights, targets, mask)
+    refined, valid = weighted_vote(weights.log(), targets, mask)
 
     # class 0: set 0 missing -> (0.3*0 + 0.2*1) / 0.5; class 1: all three; class 2: nobody -> invalid
     assert torch.allclose(refined[0, :2], torch.tensor([0.4, 0.5 + 0.3]))
     assert valid.tolist() == [[True, True, False]]
+
+
+def test_a_collapsed_vote_over_sparse_labels_keeps_finite_gradients():
+    """One set takes all the weight and has no label where others do (a sparse crowd): no 0/0, no overflow."""
+    scores = torch.tensor([[200.0, 0.0, -50.0]], requires_grad=True)  # softmax: 1, ~1e-87, ~1e-109
+    targets = torch.tensor([[[1.0], [0.0], [1.0]]])
+    mask = torch.tensor([[[False], [True], [True]]])
+    refined, valid = weighted_vote(scores, targets, mask)
+    refined.sum().backward()
+    # renormalised over sets 1 and 2: exp(0) / (exp(0) + exp(-50)) on set 1 (label 0), the rest on set 2 (label 1)
+    assert valid.item() and torch.allclose(refined, torch.tensor([[math.exp(-50)]]), atol=1e-12)
+    assert torch.isfinite(scores.grad).all()
 
 
 def test_missing_labels_leave_the_loss_and_show_as_nan():

@@ -24,12 +24,16 @@ V1_METHOD_OPTIONS = {"label_set": None, "alpha": 0.2, "k": 50.0, "threshold": 0.
                      "vote": "paper", "trusted": None, "model_evidence": 0.0, "cm_trace": 0.01, "seed": 0}
 
 
+#: The run options record version 3 added (what the model reads).
+V3_OPTIONS = ("input", "head", "head_width", "head_dropout")
+
+
 def as_version_1(run: Path) -> None:
     """Rewrite a run folder in place into the layout ltv 0.1.0 wrote."""
     record = json.loads((run / "config.json").read_text())
-    options = {**V1_METHOD_OPTIONS, **record["options"]}
+    options = {**V1_METHOD_OPTIONS, **{k: v for k, v in record["options"].items() if k not in V3_OPTIONS}}
     method_options = {name: options[name] for name in V1_METHOD_OPTIONS}
-    old = {key: value for key, value in record.items() if key not in ("kind", "version")}
+    old = {key: value for key, value in record.items() if key not in ("kind", "version", "features")}
     (run / "config.json").write_text(json.dumps({**old, "options": options, "method_options": method_options}))
     for which in ("best", "last"):
         state = torch.load(run / f"{which}.pt", weights_only=True)
@@ -76,7 +80,7 @@ def test_a_version_1_run_resumes_exactly(cli, tmp_path, data):
     as_version_1(run)
     cli("train", data.path, "--out", run, *method, "--epochs", "2", "--resume", *TRAIN_FAST)
     record = json.loads((run / "config.json").read_text())
-    assert record["version"] == 2 and record["method_options"] == {"seed": 0, "label_set": "dawid_skene"}
+    assert record["version"] == 3 and record["method_options"] == {"seed": 0, "label_set": "dawid_skene"}
     mine, theirs = (torch.load(folder / "last.pt", weights_only=True)["model"] for folder in (run, reference))
     assert all(torch.equal(mine[name], theirs[name]) for name in theirs)
     metrics = [pd.read_csv(folder / "metrics.csv").drop(columns="img_per_s") for folder in (run, reference)]
@@ -85,7 +89,7 @@ def test_a_version_1_run_resumes_exactly(cli, tmp_path, data):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda record, state: record.update(version=7), "record version 7 is not supported (this ltv reads versions 1 "
-                                                     "to 2)"),
+                                                     "to 3)"),
     (lambda record, state: record.update(kind="refine"), "not an ltv run folder (its config.json is a refine record)"),
     (lambda record, state: state.update(format=9), "checkpoint format 9 is not supported"),
 ])

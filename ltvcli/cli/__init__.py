@@ -15,6 +15,7 @@ from ltvcli.cli import train as _train  # noqa: F401
 from ltvcli.cli import evaluate as _evaluate  # noqa: F401
 from ltvcli.cli import simulate as _simulate  # noqa: F401
 from ltvcli.cli import text as _text  # noqa: F401
+from ltvcli.cli import features as _features  # noqa: F401
 from ltvcli.cli import refine as _refine  # noqa: F401
 from ltvcli.cli import reports as _reports  # noqa: F401
 from ltvcli.cli import demo as _demo  # noqa: F401

@@ -14,8 +14,8 @@ and words the error (``error: --arch 'vgg': expected one of ...``).
 
 from __future__ import annotations
 
-from ltvcli.backbones import ARCHS
-from ltvcli.runtime import DEVICES
+from ltvcli.backbones import ARCHS, HEADS, RESNETS
+from ltvcli.runtime import DEVICES, INPUTS
 
 SPLITS = ("train", "validate", "test")  # ltvcli.dataset.format.SPLITS
 CHECKPOINTS = ("best", "last")  # ltvcli.runs.folder.CHECKPOINTS
@@ -31,8 +31,9 @@ STRATEGIES = ("entropy", "least_confidence", "margin", "bald", "coreset", "loss"
 CANDIDATES = ("suspected", "all")  # ltvcli.refine.queue.CANDIDATES
 
 
-__all__ = ["ARCHS", "BLANK_POLICIES", "CANDIDATES", "CHECKPOINTS", "DEVICES", "IMAGE_FORMATS", "MISSING_LABELS",
-           "NPZ_TASKS", "POOLINGS", "SPLITS", "STRATEGIES", "TABLE_TASKS", "UNCERTAIN_POLICIES", "UNKNOWN_IDS",
+__all__ = ["ARCHS", "BLANK_POLICIES", "CANDIDATES", "CHECKPOINTS", "DEVICES", "HEADS", "IMAGE_FORMATS", "INPUTS",
+           "MISSING_LABELS", "NPZ_TASKS", "POOLINGS", "RESNETS", "SPLITS", "STRATEGIES", "TABLE_TASKS",
+           "UNCERTAIN_POLICIES", "UNKNOWN_IDS",
            "choice"]
 
 

@@ -48,7 +48,9 @@ def print_summary(summary: dict, split: str = "train") -> None:
 
 def _print_overview(summary: dict) -> None:
     pixels = (f"{summary['image_size']}px x {summary['channels']} channel(s)" if summary["has_images"]
-              else "label-only (no images)")
+              else "no images" if summary.get("features") else "label-only (no images)")
+    if summary.get("features"):
+        pixels += f", {summary['features']['dim']}-dim features ({summary['features']['model']})"
     # The heading is a line of its own: as the title of this narrow table it would wrap into a column.
     stdout.print(f"{summary['path']}: {summary['n_images']} images, {summary['task']}, {pixels}", highlight=False)
     table = Table()

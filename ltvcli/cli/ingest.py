@@ -25,7 +25,16 @@ STRICT = typer.Option(False, "--strict", help="Stop at the first unreadable imag
                                               "skipped.csv and go on).")
 NO_IMAGES = typer.Option(False, "--no-images", help="Ingest the labels only: no image is read, the dataset has no "
                                                     "image cache; `ltv info` works, commands that need pixels "
-                                                    "refuse it.")
+                                                    "refuse it. With --features: a dataset of features, which "
+                                                    "`ltv train` trains on.")
+FEATURES = typer.Option(None, "--features", metavar="FILE", help="One feature vector per image (a foundation "
+                                                                "model's embeddings, say), keyed by image id: .csv "
+                                                                "or .parquet (an image_id column and D value "
+                                                                "columns), .npz (features and image_id arrays), or "
+                                                                ".npy with --feature-ids.")
+FEATURE_IDS = typer.Option(None, "--feature-ids", metavar="FILE", help="With a .npy --features file: the image id "
+                                                                      "of each row, in order (a CSV with an "
+                                                                      "image_id column, or .txt, one per line).")
 
 
 def _names(text: str) -> list[str]:
@@ -77,6 +86,8 @@ def mimic(
     device: str = DEVICE,
     strict: bool = STRICT,
     force: bool = FORCE,
+    features: Optional[Path] = FEATURES,
+    feature_ids: Optional[Path] = FEATURE_IDS,
 ) -> None:
     """MIMIC-CXR / MIMIC-CXR-JPG: NegBio and CheXpert label sets per uncertainty policy, official split."""
     from ltvcli.ingest.mimic import ingest_mimic
@@ -85,7 +96,8 @@ def mimic(
                            images=_image_root(images, no_images), out=out,
                            size=size, views=_names(views), uncertain=_names(uncertain), blank=blank,
                            ground_truth=ground_truth, reports=reports, image_format=image_format, workers=workers,
-                           strict=strict, missing_labels=missing_labels, device=device, force=force)
+                           strict=strict, missing_labels=missing_labels, device=device, force=force,
+                         features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -111,13 +123,16 @@ def openi(
     device: str = DEVICE,
     strict: bool = STRICT,
     force: bool = FORCE,
+    features: Optional[Path] = FEATURES,
+    feature_ids: Optional[Path] = FEATURE_IDS,
 ) -> None:
     """OpenI / Indiana University CXR (NLM XML or Kaggle CSV layout): a hand-labelled test set, split `test`."""
     from ltvcli.ingest.openi import ingest_openi
 
     dataset = ingest_openi(reports=reports, images=_image_root(images, no_images), out=out, projections=projections,
                            views=_names(views), ground_truth=ground_truth, mesh_map=mesh_map, size=size,
-                           workers=workers, strict=strict, device=device, force=force)
+                           workers=workers, strict=strict, device=device, force=force,
+                         features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -152,6 +167,8 @@ def nih(
     device: str = DEVICE,
     strict: bool = STRICT,
     force: bool = FORCE,
+    features: Optional[Path] = FEATURES,
+    feature_ids: Optional[Path] = FEATURE_IDS,
 ) -> None:
     """NIH ChestX-ray14: NIH's NLP labels, Google's radiologists as labellers, their adjudication as ground truth."""
     from ltvcli.ingest.nih import ingest_nih
@@ -160,7 +177,8 @@ def nih(
                          train_val_list=train_val_list, test_list=test_list, readers=readers,
                          ground_truth=ground_truth, reader_sets=reader_sets, uncertain=_names(uncertain),
                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, size=size,
-                         workers=workers, strict=strict, device=device, force=force)
+                         workers=workers, strict=strict, device=device, force=force,
+                         features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -189,6 +207,8 @@ def chexpert(
     device: str = DEVICE,
     strict: bool = STRICT,
     force: bool = FORCE,
+    features: Optional[Path] = FEATURES,
+    feature_ids: Optional[Path] = FEATURE_IDS,
 ) -> None:
     """CheXpert: the labeller's train.csv as U-Zeros / U-Ones label sets, valid.csv as ground truth, reader CSVs."""
     from ltvcli.ingest.chexpert import ingest_chexpert
@@ -196,7 +216,8 @@ def chexpert(
     dataset = ingest_chexpert(out=out, images=_image_root(images, no_images), train=train,
                               ground_truth=ground_truth, readers=readers, views=_names(views),
                               uncertain=_names(uncertain), blank=blank, val_fraction=val_fraction, seed=seed,
-                              size=size, workers=workers, strict=strict, device=device, force=force)
+                              size=size, workers=workers, strict=strict, device=device, force=force,
+                         features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -235,6 +256,8 @@ def table(
     device: str = DEVICE,
     strict: bool = STRICT,
     force: bool = FORCE,
+    features: Optional[Path] = FEATURES,
+    feature_ids: Optional[Path] = FEATURE_IDS,
 ) -> None:
     """Your own labellers' labels from a wide or long table, images from a folder."""
     from ltvcli.ingest.table import ingest_table
@@ -243,7 +266,8 @@ def table(
                            task=task, classes=_names(classes) if classes else None, labeller=labeller,
                            ignore=ignore, group=group, uncertain=_names(uncertain), channels=channels, size=size,
                            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, workers=workers,
-                           strict=strict, device=device, force=force)
+                           strict=strict, device=device, force=force,
+                         features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -257,12 +281,14 @@ def cifar10(
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each batch (quick runs)."),
     no_images: bool = NO_IMAGES,
     force: bool = FORCE,
+    features: Optional[Path] = FEATURES,
+    feature_ids: Optional[Path] = FEATURE_IDS,
 ) -> None:
     """CIFAR-10 python batches: 32x32 RGB, clean labels as ground truth, no label sets yet."""
     from ltvcli.ingest.cifar10 import ingest_cifar10
 
     _done(ingest_cifar10(root=root, out=out, val_fraction=val_fraction, seed=seed, limit=limit, no_images=no_images,
-                         force=force))
+                         force=force, features=features, feature_ids=feature_ids))
 
 
 @command(ingest_app, "npz")
@@ -280,9 +306,39 @@ def npz(
     limit: Optional[int] = typer.Option(None, help="Keep only the first N images of each split (quick runs)."),
     no_images: bool = NO_IMAGES,
     force: bool = FORCE,
+    features: Optional[Path] = FEATURES,
+    feature_ids: Optional[Path] = FEATURE_IDS,
 ) -> None:
     """Images and clean labels as numpy arrays (MedMNIST layout): ground truth, no label sets yet."""
     from ltvcli.ingest.npz import ingest_npz
 
     _done(ingest_npz(path=path, out=out, task=task, classes=_names(classes) or None, val_fraction=val_fraction,
-                     seed=seed, limit=limit, no_images=no_images, force=force))
+                     seed=seed, limit=limit, no_images=no_images, force=force,
+                     features=features, feature_ids=feature_ids))
+
+
+@command(ingest_app, "answers")
+def answers(
+    out: Path = OUT,
+    answers: list[str] = typer.Option(..., "--answers", metavar="[SPLIT=]FILE", help="A crowd's answers: one row "
+                                      "per item, one column per worker, class ids, -1 or blank for no answer "
+                                      "(.npy or text). SPLIT is train (the default), validate or test; repeat per "
+                                      "split."),
+    truth: list[str] = typer.Option([], "--truth", metavar="[SPLIT=]FILE", help="The true class id of each item of "
+                                    "a split, one per line (-1: unknown); repeat per split."),
+    features: list[str] = typer.Option([], "--features", metavar="[SPLIT=]FILE", help="A feature vector per item of "
+                                       "a split, one row each (.npy or text); repeat per split. Every split needs "
+                                       "them, or none."),
+    classes: Optional[str] = typer.Option(None, help="Names of the class ids 0, 1, ..., comma-separated (default: "
+                                                     "class_0, class_1, ...)."),
+    labellers: Optional[str] = typer.Option(None, help="Names of the workers, one per answers column, "
+                                                       "comma-separated (default: worker_01, worker_02, ...)."),
+    missing: int = typer.Option(-1, help="The value that marks no answer (and unknown truth)."),
+    force: bool = FORCE,
+) -> None:
+    """A worker x item answers matrix per split (LabelMe, CrowdLayer layout), with truth and features: no images."""
+    from ltvcli.ingest.answers import ingest_answers, split_files
+
+    _done(ingest_answers(out=out, answers=split_files(answers, "answers"), truth=split_files(truth, "truth"),
+                         features=split_files(features, "features"), classes=_names(classes) if classes else None,
+                         labellers=_names(labellers) if labellers else None, missing=missing, force=force))

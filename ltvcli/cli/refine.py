@@ -36,19 +36,24 @@ LR = typer.Option(1e-3, "--lr", help="Adam learning rate.")
 DEVICE = typer.Option("auto", "--device", metavar=choices.choice(choices.DEVICES),
                       help="Where to train: auto (CUDA if present), cuda or cpu.")
 WORKERS = typer.Option(2, "--workers", help="Threads reading images ahead (0: read in the main thread).")
+INPUT = typer.Option(None, "--input", metavar=choices.choice(choices.INPUTS),
+                     help="What the networks read: images (through --arch) or the dataset's image features (through "
+                          "--head); default: images where the dataset has them, else features.")
+HEAD = typer.Option("linear", "--head", metavar=choices.choice(choices.HEADS),
+                    help="With --input features: both networks are this head on the features, linear or mlp.")
 CANDIDATES = typer.Option("suspected", "--candidates", metavar=choices.choice(choices.CANDIDATES),
                          help="Pool to pick from: suspected (labels co-teaching dropped) or all (every label "
                               "not answered yet).")
 
 
-def _config(labels: str, arch: str, epochs: int, warmup: int, vog_epochs: int, mix_ratio: float,
-            forget_rate: Optional[float], batch_size: int, lr: float, seed: int, device: str,
-            workers: int) -> CoteachConfig:
+def _config(labels: str, arch: str, input: Optional[str], head: str, epochs: int, warmup: int,  # noqa: A002
+            vog_epochs: int, mix_ratio: float, forget_rate: Optional[float], batch_size: int, lr: float, seed: int,
+            device: str, workers: int) -> CoteachConfig:
     from ltvcli.refine import CoteachConfig  # imports torch
 
-    return CoteachConfig(labels=labels, arch=arch, epochs=epochs, warmup=warmup, vog_epochs=vog_epochs,
-                         mix_ratio=mix_ratio, forget_rate=forget_rate, batch_size=batch_size, lr=lr, seed=seed,
-                         device=device, workers=workers)
+    return CoteachConfig(labels=labels, arch=arch, input=input, head=head, epochs=epochs, warmup=warmup,
+                         vog_epochs=vog_epochs, mix_ratio=mix_ratio, forget_rate=forget_rate, batch_size=batch_size,
+                         lr=lr, seed=seed, device=device, workers=workers)
 
 
 @command(app, "refine")
@@ -62,7 +67,8 @@ def refine_command(
     run: Optional[Path] = typer.Option(None, "--run", help="Folder to save the selection phase in, or to reuse it "
                                                            "from when it is already there."),
     sheet: bool = typer.Option(True, "--sheet/--no-sheet", help="Also write the HTML thumbnail sheet."),
-    labels: str = LABELS, arch: str = ARCH, epochs: int = EPOCHS, warmup: int = WARMUP, vog_epochs: int = VOG_EPOCHS,
+    labels: str = LABELS, arch: str = ARCH, input: Optional[str] = INPUT, head: str = HEAD,  # noqa: A002
+    epochs: int = EPOCHS, warmup: int = WARMUP, vog_epochs: int = VOG_EPOCHS,
     mix_ratio: float = MIX, forget_rate: Optional[float] = FORGET, batch_size: int = BATCH, lr: float = LR,
     seed: int = typer.Option(0, "--seed", help="Seed of the networks, the batch order and random picks."),
     device: str = DEVICE, workers: int = WORKERS,
@@ -71,8 +77,8 @@ def refine_command(
     """Rank the training labels an expert should re-read (co-teaching + VoG, then an active-learning score)."""
     from ltvcli.refine import refine
 
-    config = _config(labels, arch, epochs, warmup, vog_epochs, mix_ratio, forget_rate, batch_size, lr, seed, device,
-                     workers)
+    config = _config(labels, arch, input, head, epochs, warmup, vog_epochs, mix_ratio, forget_rate, batch_size, lr,
+                     seed, device, workers)
     queue = refine(dataset, out, budget=budget, config=config, strategy=strategy, candidates=candidates, run=run,
                    sheet=sheet, force=force)
     sheet_note = f" and {out.with_suffix('.html')}" if sheet else ""
@@ -92,7 +98,8 @@ def refine_sim_command(
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds; each trains phase 1 anew."),
     recal_epochs: int = typer.Option(5, "--recal-epochs", help="Epochs of recalibration after each round."),
     candidates: str = CANDIDATES,
-    labels: str = LABELS, arch: str = ARCH, epochs: int = EPOCHS, warmup: int = WARMUP, vog_epochs: int = VOG_EPOCHS,
+    labels: str = LABELS, arch: str = ARCH, input: Optional[str] = INPUT, head: str = HEAD,  # noqa: A002
+    epochs: int = EPOCHS, warmup: int = WARMUP, vog_epochs: int = VOG_EPOCHS,
     mix_ratio: float = MIX, forget_rate: Optional[float] = FORGET, batch_size: int = BATCH, lr: float = LR,
     device: str = DEVICE, workers: int = WORKERS,
     force: bool = typer.Option(False, "--force", help="Replace earlier results at --out."),
@@ -105,8 +112,8 @@ def refine_sim_command(
     summary_path = out.with_name(out.stem + "_summary.csv")
     check_output(out, REFINE_RESULTS, inputs=[dataset], force=force)
     check_output(summary_path, REFINE_SUMMARY, inputs=[dataset], force=force)
-    config = _config(labels, arch, epochs, warmup, vog_epochs, mix_ratio, forget_rate, batch_size, lr, 0, device,
-                     workers)
+    config = _config(labels, arch, input, head, epochs, warmup, vog_epochs, mix_ratio, forget_rate, batch_size, lr,
+                     0, device, workers)
     results = simulate_refinement(dataset, config, budget=budget, rounds=rounds, strategies=_names(strategies),
                                   seeds=_seeds(seeds), recal_epochs=recal_epochs, candidates=candidates)
     summary = summarize(results)

@@ -28,7 +28,10 @@ from numpy.lib.format import open_memmap
 
 from ltvcli import __version__, atomic
 from ltvcli.console import log, track, warn
+from ltvcli.dataset.features import (has_features, match_features, read_feature_meta, read_features_file,
+                                     write_features)
 from ltvcli.dataset.format import FORMAT_VERSION, MANIFEST_COLUMNS, SPLITS, TASKS, Dataset, LabelSet
+from ltvcli.dataset.vectors import VectorTable
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.outputs import DATASET, check_output
 from ltvcli.workers import worker_pool
@@ -121,6 +124,8 @@ def build_dataset(
     strict: bool = False,
     decode_batch: Callable[[list[str], int, int], list[np.ndarray | None]] | None = None,
     force: bool = False,
+    features: str | Path | VectorTable | None = None,
+    feature_ids: str | Path | None = None,
 ) -> Dataset:
     """Decode the images of ``spec`` into a cache and publish the dataset folder at ``out``.
 
@@ -135,13 +140,23 @@ def build_dataset(
     ``channels`` and ``decode`` are not used). An existing dataset at ``out``
     is replaced only with ``force`` (and nothing else ever is:
     :func:`ltvcli.outputs.check_output`).
+
+    ``features`` adds one feature vector per image from a file (with
+    ``feature_ids`` for a ``.npy``; see :mod:`ltvcli.dataset.features`), or
+    from vectors a source has read itself (a :class:`VectorTable` keyed by
+    the manifest's image ids): they are matched to the images before any
+    pixel is decoded, so a missing id stops the ingest at once, and the
+    images left out as unreadable leave their vectors out too. With
+    ``has_images=False`` it makes a dataset of features without pixels.
     """
-    out = check_output(out, DATASET, force=force)
+    files = [] if isinstance(features, VectorTable) else [features, feature_ids]
+    out = check_output(out, DATASET, inputs=files, force=force)
     spec.validate()
     staging = out.with_name(out.name + ".partial")
     manifest = _full_manifest(spec.manifest)
+    vectors = _feature_rows(features, feature_ids, manifest["image_id"].tolist())
     if not spec.has_images:
-        return _publish_label_only(spec, manifest, staging, out, force)
+        return _publish_label_only(spec, manifest, staging, out, force, vectors)
     if size < 8:
         raise OptionError("size", f"must be at least 8 pixels, got {size}")
     if strict and spec.refused:
@@ -180,10 +195,31 @@ def build_dataset(
     if len(skipped):
         warn(f"{len(skipped)} image(s) could not be read and were left out; see {out / 'skipped.csv'}")
     with atomic.writing(out):
-        _write_arrays(spec, manifest, keep, staging, skipped)
+        _write_arrays(spec, manifest, keep, staging, skipped, vectors)
         (staging / "status.npy").unlink()
         (staging / "plan.json").unlink()
     return _publish(spec, manifest[keep], staging, out, size, channels, force)
+
+
+@dataclass
+class _FeatureRows:
+    """Features matched to the manifest: ``table.vectors[row_of[i]]`` is image i's vector."""
+
+    table: VectorTable
+    row_of: np.ndarray
+
+    def write(self, staging: Path, keep: np.ndarray) -> None:
+        write_features(staging, self.table.vectors, {"source": "file", "model": self.table.file.name},
+                       self.row_of[keep])
+
+
+def _feature_rows(features: str | Path | VectorTable | None, feature_ids: str | Path | None,
+                  image_ids: list[str]) -> _FeatureRows | None:
+    if features is None:
+        return None
+    if isinstance(features, VectorTable):
+        return _FeatureRows(features, match_features(features, image_ids, "this ingest"))
+    return _FeatureRows(*read_features_file(features, image_ids, ids=feature_ids, what="this ingest"))
 
 
 def _publish(spec: DatasetSpec, kept: pd.DataFrame, staging: Path, out: Path, size: int | None,
@@ -193,21 +229,23 @@ def _publish(spec: DatasetSpec, kept: pd.DataFrame, staging: Path, out: Path, si
     atomic.write_json(staging / DATASET.marker, meta)
     check_output(out, DATASET, force=force)  # again: the folder may have appeared while the images were decoded
     atomic.replace_dir(staging, out, DATASET.marker)
-    kind = "" if spec.has_images else ", label-only: no images"
+    kind = ", label-only: no images" if not spec.has_images else ""
+    if has_features(out):
+        kind = f", {read_feature_meta(out)['dim']}-dim features" + (", no images" if not spec.has_images else "")
     log(f"wrote {out} ({meta['n_images']} images, {len(spec.label_sets)} label sets{kind})")
     return Dataset.open(out)
 
 
 def _publish_label_only(spec: DatasetSpec, manifest: pd.DataFrame, staging: Path, out: Path,
-                        force: bool) -> Dataset:
-    """A dataset folder without images.npy: labels, ground truth, manifest and reports only.
+                        force: bool, vectors: _FeatureRows | None = None) -> Dataset:
+    """A dataset folder without images.npy: labels, ground truth, manifest and reports (and features) only.
 
     Nothing is decoded, so there is nothing to resume: a staging folder left
     by an earlier (image) ingest is discarded, once it is known to be ltv's.
     """
     with atomic.writing(out):
         _fresh_staging(staging)
-        _write_arrays(spec, manifest, np.ones(len(manifest), dtype=bool), staging, manifest.iloc[:0])
+        _write_arrays(spec, manifest, np.ones(len(manifest), dtype=bool), staging, manifest.iloc[:0], vectors)
         (staging / "plan.json").unlink()
     return _publish(spec, manifest, staging, out, None, None, force)
 
@@ -354,10 +392,12 @@ def _chunks(iterable, n: int) -> Iterator[list]:
 
 
 def _write_arrays(spec: DatasetSpec, manifest: pd.DataFrame, keep: np.ndarray, staging: Path,
-                  skipped: pd.DataFrame) -> None:
-    """Write labels, ground truth and manifest for the kept images; compact the image cache if needed."""
+                  skipped: pd.DataFrame, vectors: _FeatureRows | None = None) -> None:
+    """Write labels, ground truth, manifest (and features) for the kept images; compact the image cache if needed."""
     if not keep.all():
         _compact_images(staging / "images.npy", keep)
+    if vectors is not None:
+        vectors.write(staging, keep)
     atomic.write_npy(staging / "labels.npy", spec.labels[keep])
     if spec.ground_truth is not None:
         atomic.write_npy(staging / "ground_truth.npy", spec.ground_truth[keep])

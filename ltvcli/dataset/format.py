@@ -13,6 +13,8 @@ A dataset folder holds, for N images, M label sets over C classes::
     raw_labels.npy      optional; int8 [N, L, C], each labeller's raw codes (see RAW_*)
     reports.csv         optional; image_id, text for sources whose report text is inline
     skipped.csv         optional; images that could not be decoded, and why
+    features.npy, features.json   optional; one float32 feature vector per image (see dataset/features.py),
+                        beside the image cache or instead of it
 
 ``docs/dataset-format.md`` is the user-facing description; this module is the
 single implementation of it. A folder without ``dataset.json`` (an interrupted
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ltvcli.dataset import features as feature_store
 from ltvcli.dataset.cache import IMAGE_CACHE_KEY, base_folder, open_base_cache, open_cache
 from ltvcli.errors import LtvError
 
@@ -111,6 +114,7 @@ class Dataset:
             "ground_truth": ((n, c) if multilabel else (n,), "i"),
             "raw_labels": ((n, len(self.labellers), c), "i"),
             "text_embeddings": ((n, None), "f"),
+            "features": ((n, None), "f"),
         }
 
     # --------------------------------------------------------------- metadata
@@ -162,6 +166,9 @@ class Dataset:
         dataset with the same one-line reason before it writes anything.
         """
         if not self.has_images:
+            if self.has_features:
+                raise LtvError(f"{self.path}: a dataset of image features (ingested without images) has no image "
+                               "cache, and this needs pixels; train on its features with `input` features")
             raise LtvError(f"{self.path}: a label-only dataset (ingested without images) has no image cache, "
                            "and this needs pixels; ingest the source again with its images")
 
@@ -207,6 +214,32 @@ class Dataset:
         self.require_images()
         reference = self.meta.get(IMAGE_CACHE_KEY)
         return self.path if reference is None else base_folder(self.path, reference)
+
+    @property
+    def has_features(self) -> bool:
+        """Whether each image has a feature vector: this folder's features.npy, or a label layer's base's."""
+        return self._features_folder() is not None
+
+    @property
+    def features(self) -> np.ndarray:
+        """Memory-mapped float32 image features [N, D] (see :mod:`ltvcli.dataset.features`); raises without them."""
+        if "features" not in self._cache:
+            self._cache["features"] = feature_store.open_features(self._features_folder() or self.path, len(self))
+        return self._cache["features"]
+
+    @property
+    def feature_meta(self) -> dict:
+        """features.json: ``dim``, ``source``, ``model``, ...; raises (saying how to add features) without them."""
+        return feature_store.read_feature_meta(self._features_folder() or self.path)
+
+    def _features_folder(self) -> Path | None:
+        """The folder holding this dataset's features: its own, else a label layer's base (same rows), else None."""
+        if feature_store.has_features(self.path):
+            return self.path
+        reference = self.meta.get(IMAGE_CACHE_KEY)
+        if reference is not None and feature_store.has_features(base_folder(self.path, reference)):
+            return base_folder(self.path, reference)
+        return None
 
     @property
     def ground_truth(self) -> np.ndarray | None:

@@ -24,6 +24,7 @@ def summarize(dataset: Dataset) -> dict:
         "has_images": dataset.has_images,
         "image_size": dataset.meta.get("image_size"),  # None in a label-only dataset
         "channels": dataset.meta.get("channels"),
+        "features": _features(dataset),
         "classes": dataset.classes,
         "label_sets": dataset.label_set_names,
         "has_ground_truth": dataset.has_ground_truth,
@@ -48,6 +49,14 @@ def summarize(dataset: Dataset) -> dict:
         }
         summary["ground_truth_counts"] = _ground_truth_counts(dataset)
     return summary
+
+
+def _features(dataset: Dataset) -> dict | None:
+    """What features.json says (dim, source, model), or None for a dataset without image features."""
+    if not dataset.has_features:
+        return None
+    meta = dataset.feature_meta
+    return {key: meta.get(key) for key in ("dim", "source", "model")}
 
 
 def _ground_truth_counts(dataset: Dataset) -> dict:

@@ -188,9 +188,12 @@ def load_inputs(
     rows = rows[keep] if rows is not None else None
     labelled = (truth != MISSING) if task == "multilabel" else np.repeat((truth != MISSING)[:, None], len(classes), 1)
     columns = [] if ds is None else labeller_columns(ds, rows, classes, _scored_label_sets(ds, label_sets, policy))
-    for column in columns:
-        if np.isnan(column.scores).all():
-            warn(f"label set {column.name!r}: {NO_LABELS} ({len(image_ids)} evaluated images); its cells are n/a")
+    empty = [column.name for column in columns if np.isnan(column.scores).all()]
+    if len(empty) == 1:
+        warn(f"label set {empty[0]!r}: {NO_LABELS} ({len(image_ids)} evaluated images); its cells are n/a")
+    elif empty:  # a crowd's workers, who labelled training images only: one line, not one per worker
+        named = ", ".join(map(repr, empty[:3])) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        warn(f"{len(empty)} label sets ({named}): {NO_LABELS} ({len(image_ids)} evaluated images); their cells are n/a")
     columns += [fused_column(table, image_ids, classes, labelled) for table in fused_tables]
     columns += [run_column(spec, ds, rows, classes, labelled, checkpoint, device) for spec in runs]
     columns += [Column(t.name, "model", prediction_scores(t, image_ids, classes, labelled)) for t in tables]

@@ -40,7 +40,8 @@ from ltvcli.runtime.distributed import all_reduce_mean, unwrap
 class Batch:
     """One training batch on the device. ``targets``/``mask`` are [B, M, C] (one-hot for multi-class).
 
-    ``text`` holds the report embeddings [B, D] when the model reads text;
+    ``images`` is what the model reads: images [B, C, S, S], or feature
+    vectors [B, D] for a head on features (:mod:`ltvcli.heads`). ``text`` holds the report embeddings [B, D] when the model reads text;
     methods hand it to every model call (``model(batch.images, text=batch.text)``).
     """
 

@@ -25,7 +25,9 @@ runs once per batch.
 
 With report text (``Batch.text``), F is Cat(GAP(image), text MLP(e)) and the
 text MLP is part of both scopes, so each θ̂_m also moves the text features the
-vote sees.
+vote sees. The model says what F_m is (``vote_features`` / ``vote_stage``): the
+GAP feature of a CNN, the hidden layer or the logits of a head on precomputed
+features (:mod:`ltvcli.heads`).
 
 Missing labels are masked everywhere: in each virtual loss, and in the vote,
 whose weights are renormalised per (sample, class) over the label sets that
@@ -42,7 +44,7 @@ from torch.func import functional_call
 
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult, frozen_forward, masked_bce, mean_count, with_missing
 from ltvcli.fusion.registry import LtvOptions
-from ltvcli.runtime.distributed import all_reduce_mean, unwrap
+from ltvcli.runtime.distributed import all_reduce_mean, unwrap, world_size
 
 
 class LearningToVote(FusionMethod):
@@ -82,16 +84,18 @@ class LearningToVote(FusionMethod):
 
     def virtual_features(self, model: nn.Module, batch: Batch, logits: torch.Tensor,
                          trunk_output: torch.Tensor) -> torch.Tensor:
-        """F_m, the GAP features of the batch under each virtually updated θ̂_m: [B, M, D], detached.
+        """F_m, the vote features of the batch under each virtually updated θ̂_m: [B, M, D], detached.
 
         ``logits`` and ``trunk_output`` come from one forward of ``model`` on
         ``batch.images`` whose graph is still alive.
         """
         net = unwrap(model)
+        if getattr(net, "closed_form_vote", False) and world_size() == 1:  # a head on features: ltvcli.heads
+            return net.virtual_vote_features(trunk_output.detach(), self._cotangents(logits, batch))
         names, params = self._scope(net)
         buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
         last = self.options.meta_scope == "last"
-        stage, inputs = ("last_stage", trunk_output.detach()) if last else ("features", batch.images)
+        stage, inputs = ("vote_stage", trunk_output.detach()) if last else ("vote_features", batch.images)
         features = []
         for step in self._virtual_steps(logits, params, batch):
             with torch.no_grad():
@@ -99,13 +103,18 @@ class LearningToVote(FusionMethod):
                 features.append(_call(net, stage, {**updated, **buffers}, inputs, batch.text))
         return torch.stack(features, dim=1)
 
+    def vote_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """W_attn · Cat(F_1..F_M) + b_attn per sample: [B, M], the logits of the vote weights (eq. 2)."""
+        return self.attention(features.flatten(1)).float()
+
     def vote_weights(self, features: torch.Tensor) -> torch.Tensor:
         """w = softmax(W_attn · Cat(F_1..F_M) + b_attn) per sample: [B, M] (eq. 2)."""
-        return torch.softmax(self.attention(features.flatten(1)).float(), dim=-1)
+        return torch.softmax(self.vote_scores(features), dim=-1)
 
     def _vote(self, model: nn.Module, batch: Batch, logits: torch.Tensor, trunk_output: torch.Tensor) -> StepResult:
-        weights = self.vote_weights(self.virtual_features(model, batch, logits, trunk_output))
-        refined, valid = weighted_vote(weights, batch.targets, batch.mask)
+        scores = self.vote_scores(self.virtual_features(model, batch, logits, trunk_output))
+        weights = torch.softmax(scores, dim=-1)
+        refined, valid = weighted_vote(scores, batch.targets, batch.mask)
         binarised = torch.sigmoid(self.options.k * (refined - self.options.threshold))
         loss = masked_bce(logits, binarised, valid, mean_count(valid))
         return StepResult(loss=loss, logits=logits.detach(), refined=with_missing(refined, valid),
@@ -120,12 +129,16 @@ class LearningToVote(FusionMethod):
         ranks each step is exactly the full-batch one (eq. 1). Yielded one at a
         time, so only one parameter-sized set of gradients is alive at once.
         """
-        probs = torch.sigmoid(logits.detach().float())
-        scale = self.options.alpha / mean_count(batch.mask, dims=(0, 2))
-        cotangents = ((probs[:, None] - batch.targets) * batch.mask * scale[:, None]).to(logits.dtype)
+        cotangents = self._cotangents(logits, batch)
         for m in range(self.n_label_sets):
             grads = torch.autograd.grad(logits, params, cotangents[:, m], retain_graph=True, materialize_grads=True)
             yield all_reduce_mean(list(grads))
+
+    def _cotangents(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """α ∂L(ŷ, y_m)/∂ŷ for every label set m: [B, M, C], mask_m (p − y_m) α / n_m."""
+        probs = torch.sigmoid(logits.detach().float())
+        scale = self.options.alpha / mean_count(batch.mask, dims=(0, 2))
+        return ((probs[:, None] - batch.targets) * batch.mask * scale[:, None]).to(logits.dtype)
 
     def _scope(self, net: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
         """The parameters the virtual step updates: all of them, or layer4 + FC for ``last``."""
@@ -134,17 +147,24 @@ class LearningToVote(FusionMethod):
         return [name for name, _ in named], [param for _, param in named]
 
 
-def weighted_vote(weights: torch.Tensor, targets: torch.Tensor,
+def weighted_vote(scores: torch.Tensor, targets: torch.Tensor,
                   mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ȳ = Σ_m w_m y_m per (sample, class), the weights renormalised over the label sets that have a label.
+    """ȳ = Σ_m w_m y_m per (sample, class), w = softmax(scores) renormalised over the label sets that have a label.
 
-    ``weights`` [B, M], ``targets``/``mask`` [B, M, C]; returns ȳ [B, C] and
-    whether any label set labels the entry (elsewhere ȳ is 0 and meaningless).
+    ``scores`` [B, M] are the vote's logits, ``targets``/``mask`` [B, M, C];
+    returns ȳ [B, C] and whether any label set labels the entry (elsewhere ȳ
+    is 0 and meaningless). The renormalised weights are a softmax of the
+    scores over the labelled sets, taken in log space: a vote that has
+    collapsed onto one set gives the others weights of 1e-40 and less, and
+    dividing by their sum (where that set has no label, as for most entries
+    of a sparse crowd) would overflow the gradient.
     """
-    shares = weights[:, :, None] * mask
-    total = shares.sum(dim=1)
-    valid = total > 0
-    return (shares * targets).sum(dim=1) / torch.where(valid, total, torch.ones_like(total)), valid
+    mask = mask.bool()
+    valid = mask.any(dim=1)
+    logits = scores[:, :, None].expand_as(targets).masked_fill(~mask, float("-inf"))
+    logits = logits.masked_fill(~valid[:, None, :], 0.0)  # no label anywhere: any finite weights, result unused
+    shares = torch.softmax(logits, dim=1)
+    return (shares * targets).sum(dim=1), valid
 
 
 class _Bound(nn.Module):

@@ -63,7 +63,8 @@ def ingest_chexpert(*, out: Path, images: Path | None, train: Path | None = None
                     readers: Sequence[str | Path] = (), views: Sequence[str] = FRONTAL_VIEWS,
                     uncertain: Sequence[str] = ("u0", "u1"), blank: str = "0", val_fraction: float = 0.1,
                     seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False,
-                    device: str = "cpu", force: bool = False) -> Dataset:
+                    device: str = "cpu", force: bool = False,
+                    features: Path | None = None, feature_ids: Path | None = None) -> Dataset:
     """Ingest CheXpert's CSVs into ``out``; ``images`` is the folder holding ``Path`` (or None: label-only).
 
     ``readers`` are reader CSVs, each ``FILE`` or ``NAME=FILE`` (default
@@ -78,7 +79,8 @@ def ingest_chexpert(*, out: Path, images: Path | None, train: Path | None = None
     spec = chexpert_spec(images=images, train=train, ground_truth=ground_truth, readers=readers, views=views,
                          uncertain=uncertain, blank=blank, val_fraction=val_fraction, seed=seed)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict, force=force)
+                         workers=decoding.workers, strict=strict, force=force,
+                         features=features, feature_ids=feature_ids)
 
 
 def chexpert_spec(*, images: Path | None, train: Path | None = None, ground_truth: Path | None = None,

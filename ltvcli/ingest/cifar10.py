@@ -36,7 +36,8 @@ _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray"
 
 
 def ingest_cifar10(*, root: Path, out: Path, val_fraction: float = 0.2, seed: int = 0,
-                   limit: int | None = None, no_images: bool = False, force: bool = False) -> Dataset:
+                   limit: int | None = None, no_images: bool = False, force: bool = False,
+                   features: Path | None = None, feature_ids: Path | None = None) -> Dataset:
     """Ingest the CIFAR-10 python batches in ``root`` into ``out``.
 
     Train batches 1-5 -> ``train`` with ``val_fraction`` held out (seeded) as
@@ -49,7 +50,7 @@ def ingest_cifar10(*, root: Path, out: Path, val_fraction: float = 0.2, seed: in
     check_output(out, DATASET, inputs=[root], force=force)
     spec = cifar10_spec(root=root, val_fraction=val_fraction, seed=seed, limit=limit)
     return build_dataset(dataclasses.replace(spec, has_images=not no_images), out, size=SIDE, channels=3,
-                         force=force)
+                         force=force, features=features, feature_ids=feature_ids)
 
 
 def cifar10_spec(*, root: Path, val_fraction: float = 0.2, seed: int = 0, limit: int | None = None) -> DatasetSpec:

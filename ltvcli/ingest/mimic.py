@@ -48,7 +48,8 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
                  size: int = 256, views: Sequence[str] = ("PA", "AP"), uncertain: Sequence[str] = ("u0", "u1"),
                  blank: str = "0", ground_truth: Path | None = None, reports: Path | None = None,
                  image_format: str = "auto", workers: int | None = None, strict: bool = False,
-                 missing_labels: str = "error", device: str = "cpu", force: bool = False) -> Dataset:
+                 missing_labels: str = "error", device: str = "cpu", force: bool = False,
+                 features: Path | None = None, feature_ids: Path | None = None) -> Dataset:
     """Ingest MIMIC-CXR into the dataset folder ``out`` and return it opened.
 
     ``views`` keeps images whose ViewPosition is one of them (``("all",)``
@@ -66,7 +67,8 @@ def ingest_mimic(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, i
                       views=views, uncertain=uncertain, blank=blank, ground_truth=ground_truth, reports=reports,
                       image_format=image_format, missing_labels=missing_labels)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict, force=force)
+                         workers=decoding.workers, strict=strict, force=force,
+                         features=features, feature_ids=feature_ids)
 
 
 def mimic_spec(*, metadata: Path, split: Path, negbio: Path, chexpert: Path, images: Path | None,

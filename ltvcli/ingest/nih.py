@@ -103,7 +103,8 @@ def ingest_nih(*, out: Path, images: Path | None, data_entry: Path | None = None
                ground_truth: Sequence[Path] = (), reader_sets: str = "reader",
                uncertain: Sequence[str] = ("u0", "u1"), val_fraction: float = 0.1, test_fraction: float = 0.2,
                seed: int = 0, size: int = 256, workers: int | None = None, strict: bool = False,
-               device: str = "cpu", force: bool = False) -> Dataset:
+               device: str = "cpu", force: bool = False,
+               features: Path | None = None, feature_ids: Path | None = None) -> Dataset:
     """Ingest NIH ChestX-ray14 and/or Google's expert labels into ``out``; ``images=None`` = label-only.
 
     ``reader_sets`` is ``reader`` (one labeller per radiologist) or
@@ -120,7 +121,8 @@ def ingest_nih(*, out: Path, images: Path | None, data_entry: Path | None = None
                     readers=readers, ground_truth=ground_truth, reader_sets=reader_sets, uncertain=uncertain,
                     val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict, force=force)
+                         workers=decoding.workers, strict=strict, force=force,
+                         features=features, feature_ids=feature_ids)
 
 
 def nih_spec(*, images: Path | None, data_entry: Path | None = None, train_val_list: Path | None = None,

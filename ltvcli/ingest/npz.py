@@ -32,7 +32,8 @@ TASKS = ("auto", "multiclass", "multilabel")
 
 def ingest_npz(*, path: Path, out: Path, task: str = "auto", classes: list[str] | None = None,
                val_fraction: float | None = None, seed: int = 0, limit: int | None = None,
-               no_images: bool = False, force: bool = False) -> Dataset:
+               no_images: bool = False, force: bool = False,
+               features: Path | None = None, feature_ids: Path | None = None) -> Dataset:
     """Ingest the arrays of ``path`` into the dataset folder ``out`` (``force``: replacing one that is there).
 
     ``val_fraction`` None keeps the file's own ``val`` split (or holds out 20 %
@@ -45,7 +46,8 @@ def ingest_npz(*, path: Path, out: Path, task: str = "auto", classes: list[str] 
     spec = npz_spec(path=path, task=task, classes=classes, val_fraction=val_fraction, seed=seed, limit=limit)
     pixels = spec.pixels
     return build_dataset(dataclasses.replace(spec, has_images=not no_images), out, size=pixels.shape[1],
-                         channels=1 if pixels.ndim == 3 else pixels.shape[3], force=force)
+                         channels=1 if pixels.ndim == 3 else pixels.shape[3], force=force,
+                         features=features, feature_ids=feature_ids)
 
 
 def npz_spec(*, path: Path, task: str = "auto", classes: list[str] | None = None,

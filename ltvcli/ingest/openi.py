@@ -69,7 +69,8 @@ class Reports:
 def ingest_openi(*, reports: Path, images: Path | None, out: Path, projections: Path | None = None,
                  views: Sequence[str] = FRONTAL_VIEWS, ground_truth: Path | None = None, mesh_map: Path | None = None,
                  size: int = 256, workers: int | None = None, strict: bool = False,
-                 device: str = "cpu", force: bool = False) -> Dataset:
+                 device: str = "cpu", force: bool = False,
+                 features: Path | None = None, feature_ids: Path | None = None) -> Dataset:
     """Ingest OpenI into ``out``: frontal images, split ``test``, inline report text, ground truth.
 
     ``reports`` is ``NLMCXR_reports.tgz``, its folder of XML reports, or the
@@ -87,7 +88,8 @@ def ingest_openi(*, reports: Path, images: Path | None, out: Path, projections: 
     spec = openi_spec(reports=reports, images=images, projections=projections, views=views,
                       ground_truth=ground_truth, mesh_map=mesh_map)
     return build_dataset(spec, out, size=size, channels=1, decode=decoding.decode, decode_batch=decoding.batch,
-                         workers=decoding.workers, strict=strict, force=force)
+                         workers=decoding.workers, strict=strict, force=force,
+                         features=features, feature_ids=feature_ids)
 
 
 def openi_spec(*, reports: Path, images: Path | None, projections: Path | None = None,

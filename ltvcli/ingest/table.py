@@ -85,7 +85,8 @@ def ingest_table(labels: Path, *, images: Path | None, out: Path, ground_truth: 
                  ignore: Sequence[str] = (), group: str | None = None, uncertain: Sequence[str] = ("u0", "u1"),
                  channels: int = 1, size: int = 256, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  seed: int = 0, workers: int | None = None, strict: bool = False,
-                 device: str = "cpu", force: bool = False) -> Dataset:
+                 device: str = "cpu", force: bool = False,
+                 features: Path | None = None, feature_ids: Path | None = None) -> Dataset:
     """Ingest a wide or long label table (CSV or Parquet) whose ``image`` column names files under ``images``.
 
     ``labeller`` declares the wide table's label columns (``COLUMN`` or
@@ -107,7 +108,8 @@ def ingest_table(labels: Path, *, images: Path | None, out: Path, ground_truth: 
                       labeller=labeller, ignore=ignore, group=group, uncertain=uncertain,
                       val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     return build_dataset(spec, out, size=size, channels=channels, decode=decoding.decode,
-                         decode_batch=decoding.batch, workers=decoding.workers, strict=strict, force=force)
+                         decode_batch=decoding.batch, workers=decoding.workers, strict=strict, force=force,
+                         features=features, feature_ids=feature_ids)
 
 
 def table_spec(labels: Path, *, images: Path | None, ground_truth: Path | None = None, task: str = "auto",

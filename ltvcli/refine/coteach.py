@@ -38,6 +38,11 @@ authors' public code unless said otherwise):
 
 Adam at ``lr`` replaces the authors' SGD with cosine decay (the rest of ltv
 uses Adam).
+
+On a dataset of image features (``input`` features) the two networks are
+heads on the features (:mod:`ltvcli.heads`, ``head`` linear or mlp) instead
+of CNNs; F is then the head's feature (the standardised input of a linear
+head, the hidden layer of an mlp), for VoG, MC dropout and coreset alike.
 """
 
 from __future__ import annotations
@@ -52,10 +57,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ltvcli.backbones import ARCHS
+from ltvcli.backbones import ARCHS, HEADS
 from ltvcli.console import log, track
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.heads import build_head
 from ltvcli.models import build_model
 from ltvcli.options import NON_NEGATIVE, POSITIVE, UNIT, Options, Range, option
 from ltvcli.refine.targets import (
@@ -64,9 +70,10 @@ from ltvcli.refine.targets import (
     group_count,
     training_targets,
 )
-from ltvcli.runtime import DEVICES
+from ltvcli.runtime import DEVICES, INPUTS
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.runtime.loader import ImageLoader, epoch_batches, images_to_device, ordered_batches
+from ltvcli.runtime.inputs import Batches, model_inputs, resolve_input
+from ltvcli.runtime.loader import epoch_batches, ordered_batches
 
 #: Forward passes with MC dropout on the GAP feature for BALD (per network).
 MC_SAMPLES = 10
@@ -89,6 +96,8 @@ class CoteachConfig(Options):
 
     labels: str = option("majority")
     arch: str = option("resnet18", choices=ARCHS)
+    input: str | None = option(None, choices=INPUTS)
+    head: str = option("linear", choices=HEADS)
     epochs: int = option(20, range=POSITIVE)
     warmup: int = option(10, range=NON_NEGATIVE)
     vog_epochs: int = option(5, range=AT_LEAST_TWO)
@@ -232,15 +241,26 @@ class CoTeaching:
         self.position = np.full(len(dataset), -1, dtype=np.int64)
         self.position[self.rows] = np.arange(len(self.rows))
         self.set_targets(training_targets(dataset, config.labels, config.seed))  # checks `labels` before any work
+        self.inputs = model_inputs(dataset, resolve_input(config.input, dataset), self.device)
         torch.manual_seed(config.seed)
-        self.networks = [build_model(config.arch, len(dataset.classes), in_channels=dataset.channels,
-                                     image_size=dataset.image_size).to(self.device) for _ in range(2)]
+        self.networks = [self._network() for _ in range(2)]
         self.forget_rate = self._forget_rate()
         n, groups = len(self.rows), group_count(len(dataset.classes), self.multilabel)
         self.kept = np.ones((n, groups), dtype=bool)
         self.history: list[deque] = [deque(maxlen=config.vog_epochs) for _ in self.networks]
         self.optimizers = [torch.optim.Adam(net.parameters(), lr=config.lr) for net in self.networks]
         self._last: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None  # the latest pass over the split
+
+    def _network(self) -> nn.Module:
+        """A CNN on the images (``arch``), or a head on the features (``head``) standardised on the train split."""
+        n_classes = len(self.dataset.classes)
+        if self.inputs.kind == "features":
+            net = build_head(self.config.head, self.inputs.dim, n_classes)
+            net.standardise_with(self.dataset.features, self.rows)
+        else:
+            net = build_model(self.config.arch, n_classes, in_channels=self.dataset.channels,
+                              image_size=self.dataset.image_size)
+        return net.to(self.device)
 
     # ------------------------------------------------------------------ labels
     def set_targets(self, targets: Targets) -> None:
@@ -283,11 +303,9 @@ class CoTeaching:
         for net in self.networks:
             net.train()
         total, batches = 0.0, epoch_batches(self.rows, cfg.batch_size, cfg.seed, epoch)
-        for rows, images in self._loader(batches):
+        for rows, index, x in self._batches(batches):
             pos = torch.from_numpy(self.position[rows]).to(self.device)
-            index = torch.from_numpy(rows).to(self.device)
             y, valid, trusted = self._y[index], self._valid[index], self._trusted[index]
-            x = images_to_device(images, self.device)
             with autocast(self.device):
                 logits = [net(x).float() for net in self.networks]
             losses = [entry_losses(z, y, self.multilabel) for z in logits]
@@ -303,20 +321,19 @@ class CoTeaching:
             self.kept[self.position[rows]] = keeps[0].cpu().numpy()
         return total / max(len(batches), 1)
 
-    def _loader(self, batches: list[np.ndarray]) -> ImageLoader:
-        return ImageLoader(self.dataset.images, batches, pin_memory=self.device.type == "cuda",
-                           workers=self.config.workers)
+    def _batches(self, batches: list[np.ndarray]) -> Batches:
+        """The networks' input for each batch of rows, on the device: images read ahead, or gathered features."""
+        return self.inputs.batches(batches, workers=self.config.workers)
 
     # ------------------------------------------------------------------ observing
     @torch.no_grad()
     def _forward_all(self, rows: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """GAP features and logits of both networks (eval mode) for ``rows``, in order."""
+        """Features F (a CNN's GAP) and logits of both networks (eval mode) for ``rows``, in order."""
         for net in self.networks:
             net.eval()
         features: list[list[torch.Tensor]] = [[], []]
         logits: list[list[torch.Tensor]] = [[], []]
-        for _, images in self._loader(ordered_batches(rows, max(self.config.batch_size, 256))):
-            x = images_to_device(images, self.device)
+        for _, _, x in self._batches(ordered_batches(rows, max(self.config.batch_size, 256))):
             for k, net in enumerate(self.networks):
                 with autocast(self.device):
                     f = net.features(x)
@@ -397,9 +414,7 @@ class CoTeaching:
         for net in self.networks:
             net.train()
         for epoch in range(epochs):
-            for batch_rows, images in self._loader(epoch_batches(rows, self.config.batch_size, seed, epoch)):
-                index = torch.from_numpy(batch_rows).to(self.device)
-                x = images_to_device(images, self.device)
+            for _, index, x in self._batches(epoch_batches(rows, self.config.batch_size, seed, epoch)):
                 weight = mask[index].float()
                 for net, optimizer in zip(self.networks, optimizers):
                     with autocast(self.device):

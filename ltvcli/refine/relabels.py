@@ -47,7 +47,7 @@ REQUIRED_COLUMNS = ("image_id", "finding", ANSWER_COLUMN)
 _POSITIVE = {"1", "1.0", "yes", "y", "true", "positive", "present"}
 _NEGATIVE = {"0", "0.0", "no", "n", "false", "negative", "absent"}
 #: Optional dataset files that belong to the images rather than the labels, carried into the new folder.
-_CARRIED_FILES = ("text_embeddings.npy", "text_embeddings.json")
+_CARRIED_FILES = ("text_embeddings.npy", "text_embeddings.json", "features.npy", "features.json")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from ltvcli.refine.scores import check_strategy
 from ltvcli.refine.targets import entry_labels
 from ltvcli.runs.record import RECORD_FILE, read_record, write_record
 from ltvcli.runtime.determinism import deterministic
+from ltvcli.runtime.inputs import resolve_input
 
 _SELECTION_FIELDS = ("rows", "targets", "valid", "trusted", "kept", "forget_rate")
 
@@ -88,6 +89,9 @@ def refine(dataset: str | Path, out: str | Path, *, budget: int, config: Coteach
     if budget < 1:
         raise OptionError("budget", f"{budget}: expected a positive number of labels")
     data = Dataset.open(dataset)
+    resolve_input(config.input, data)  # no images and no features: refused first, saying what the dataset lacks
+    if sheet and not data.has_images:
+        raise OptionError("sheet", f"is on, but {data.path} has no images to show in it; turn the sheet off")
     selection = select(data, config, None if run is None else Path(run))
     _report_selection(data, selection)
     queue = build_queue(data, selection, strategy, budget, candidates=candidates, seed=config.seed)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ltvcli.backbones import ARCHS
+from ltvcli.backbones import ARCHS, HEADS
 from ltvcli.errors import OptionError
 from ltvcli.fusion.registry import METHOD_NAMES, VOTES, MethodSpec, method_spec, resolve
-from ltvcli.options import NON_NEGATIVE, POSITIVE, Options, option
-from ltvcli.runtime import DEVICES
+from ltvcli.options import NON_NEGATIVE, POSITIVE, Options, Range, option
+from ltvcli.runtime import DEVICES, INPUTS
 
 #: The vote of the paper, the default of ltv before the cross-fitted vote (and of a record that names none).
 PAPER_VOTE = "paper"
@@ -31,6 +31,8 @@ PAPER_VOTE = "paper"
 #: initialised the model that the checkpoint now holds.
 RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "device", "workers", "compile", "checkpoint_every", "resume",
                                "dataset", "out", "pretrained"})
+#: A dropout rate: 0 (none) up to, not including, 1 (everything dropped).
+DROPOUT = Range(0, 1, False, True, "a fraction in [0, 1)")
 
 
 @dataclass
@@ -46,6 +48,13 @@ class TrainConfig(Options):
     epochs: int = option(10, "Epochs to train (with `resume`: the new total).", range=POSITIVE)
     arch: str = option("resnet50", "Backbone.", choices=ARCHS)
     pretrained: str | None = option(None, "A local torchvision state dict for the backbone.")
+    input: str | None = option(None, "What the model reads: images (the pixel cache, through `arch`) or features "
+                                     "(the dataset's feature vectors, through `head`); default: images where the "
+                                     "dataset has them, else features.", choices=INPUTS)
+    head: str = option("linear", "With `input` features: the classifier on the features, linear or mlp (one hidden "
+                                 "layer).", choices=HEADS)
+    head_width: int = option(512, "With `head` mlp: width of the hidden layer.", range=POSITIVE)
+    head_dropout: float = option(0.0, "With `input` features: dropout before the final layer.", range=DROPOUT)
     seed: int = option(0, "Seed for initialisation, shuffling and tie-breaking.")
     batch_size: int = option(32, "Global batch size (split across GPUs).", range=POSITIVE)
     lr: float = option(1e-4, "Adam learning rate (the paper's beta).", range=POSITIVE)

@@ -4,7 +4,9 @@ The same :func:`probabilities` scores the validation split during training,
 so what ``ltv predict`` writes is exactly what chose the best checkpoint.
 A run trained with ``text`` reads each image's report embedding as well:
 :func:`run_text_embeddings` takes them from the scored dataset and refuses
-one that lacks them or whose vectors have another size.
+one that lacks them or whose vectors have another size. A run on image
+features (``input`` features) reads the scored dataset's features, which
+must have the size it was trained on (:meth:`RunRecord.check_fits`).
 """
 
 from __future__ import annotations
@@ -18,29 +20,44 @@ from torch import nn
 
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
+from ltvcli.heads import FeatureNet, build_head
 from ltvcli.models import LtvNet, build_model
+from ltvcli.runs.config import TrainConfig
 from ltvcli.runs.folder import RunFolder
 from ltvcli.runs.record import RunRecord
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.runtime.loader import ImageLoader, images_to_device, ordered_batches
+from ltvcli.runtime.inputs import ModelInputs, model_inputs
+from ltvcli.runtime.loader import ordered_batches
 from ltvcli.text import load_text_embeddings
 
 
-def load_run(run: Path, checkpoint: str = "best", device: str = "cpu") -> tuple[LtvNet, RunRecord]:
+def build_network(config: TrainConfig, n_classes: int, *, channels: int | None, image_size: int | None,
+                  feature_dim: int | None, text_dim: int | None, pretrained: str | None = None) -> LtvNet | FeatureNet:
+    """The network a run trains: a CNN on images (``arch``), or a head on ``feature_dim``-dim features (``head``)."""
+    if config.input == "features":
+        return build_head(config.head, feature_dim, n_classes, width=config.head_width, dropout=config.head_dropout,
+                          text_dim=text_dim)
+    return build_model(config.arch, n_classes, in_channels=channels, image_size=image_size, pretrained=pretrained,
+                       text_dim=text_dim)
+
+
+def load_run(run: Path, checkpoint: str = "best", device: str = "cpu") -> tuple[LtvNet | FeatureNet, RunRecord]:
     """The trained model of ``run`` (in eval mode, on ``device``) and the run's record (its config.json)."""
     model, record, _ = open_run(run, checkpoint, device)
     return model, record
 
 
 def open_run(run: Path, checkpoint: str = "best", device: str | torch.device = "cpu",
-             ) -> tuple[LtvNet, RunRecord, dict]:
+             ) -> tuple[LtvNet | FeatureNet, RunRecord, dict]:
     """Like :func:`load_run`, plus the whole checkpoint (method state, epoch, ...) for callers that need it."""
     folder = RunFolder(run)
     record = folder.read_record()
     target = resolve_device(device) if isinstance(device, str) else device
     state = folder.load_checkpoint(checkpoint, map_location=target)
-    model = build_model(record.config.arch, len(record.classes), in_channels=record.dataset.channels,
-                        image_size=record.dataset.image_size, text_dim=None if record.text is None else record.text.dim)
+    model = build_network(record.config, len(record.classes), channels=record.dataset.channels,
+                          image_size=record.dataset.image_size,
+                          feature_dim=None if record.features is None else record.features.dim,
+                          text_dim=None if record.text is None else record.text.dim)
     model.load_state_dict(state["model"])
     return model.to(target).eval(), record, state
 
@@ -69,23 +86,24 @@ def run_text_embeddings(record: RunRecord, dataset: Dataset, rows: np.ndarray) -
 
 
 @torch.no_grad()
-def probabilities(model: nn.Module, dataset: Dataset, rows: np.ndarray, device: torch.device, *,
-                  batch_size: int = 64, workers: int = 2, text: np.ndarray | None = None) -> np.ndarray:
+def probabilities(model: nn.Module, inputs: ModelInputs, rows: np.ndarray, *, batch_size: int | None = None,
+                  workers: int = 2, text: np.ndarray | None = None) -> np.ndarray:
     """Sigmoid (multi-label) or softmax (multi-class) outputs [len(rows), C] of ``model`` in eval mode.
 
-    ``text`` is the dataset's [N, D] report embeddings for a model with a
+    ``inputs`` are the dataset's images or features on the model's device
+    (``batch_size`` None: the rows per forward they suit); ``text`` is the dataset's [N, D] report embeddings for a model with a
     text branch. The caller's train/eval mode is restored afterwards, so the
     training loop can validate in the middle of an epoch.
     """
+    dataset, device = inputs.dataset, inputs.device
     was_training = model.training
     model.eval()
-    loader = ImageLoader(dataset.images, ordered_batches(rows, batch_size), pin_memory=device.type == "cuda",
-                         workers=workers)
     out = []
-    for batch_rows, images in loader:
+    batches = ordered_batches(rows, batch_size or inputs.scoring_batch)
+    for batch_rows, _, x in inputs.batches(batches, workers=workers):
         reports = None if text is None else torch.from_numpy(text[batch_rows]).to(device)
         with autocast(device):
-            logits = model(images_to_device(images, device), text=reports).float()
+            logits = model(x, text=reports).float()
         out.append(torch.sigmoid(logits) if dataset.is_multilabel else torch.softmax(logits, dim=1))
     model.train(was_training)
     if not out:
@@ -105,7 +123,8 @@ def predict_probabilities(run: Path, dataset: Dataset, split: str | None = "test
     record.check_fits(dataset)
     rows = split_rows(dataset, split)
     text = run_text_embeddings(record, dataset, rows)
-    probs = probabilities(model, dataset, rows, next(model.parameters()).device, text=text)
+    inputs = model_inputs(dataset, record.config.input, next(model.parameters()).device)
+    probs = probabilities(model, inputs, rows, text=text)
     return dataset.image_ids[rows], probs
 
 

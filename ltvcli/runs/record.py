@@ -8,8 +8,11 @@ refuses another kind of folder or a version this ltv does not know (naming it),
 upgrades an older one, and returns the typed dataclass.
 
 Record versions: 1 is what ltv 0.1.0 wrote (no ``kind`` or ``version`` key);
-2 adds them, and a run's ``method_options`` holds only its method's options.
-Both read the same way.
+2 adds them, and a run's ``method_options`` holds only its method's options;
+3 adds what the model read (``options.input``, the head options, and
+``features`` for a run on image features), so an older ltv refuses a run on
+features instead of mistaking it for an image run. All read the same way (a
+record before 3 is a run on images).
 """
 
 from __future__ import annotations
@@ -88,12 +91,13 @@ def write_record(folder: str | Path, record: Record) -> None:
 # ----------------------------------------------------------------------------- the record of a training run
 @dataclass(frozen=True)
 class DatasetInfo:
-    """The dataset a run was trained on: where it was, its fingerprint, and the shape of its images."""
+    """The dataset a run was trained on: where it was, its fingerprint, and the shape of its images (None: it has
+    none, a run on features)."""
 
     path: str
     fingerprint: str
-    image_size: int
-    channels: int
+    image_size: int | None
+    channels: int | None
     n_images: int
     n_train: int
     n_validate: int
@@ -114,6 +118,23 @@ class TextInfo:
 
 
 @dataclass(frozen=True)
+class FeatureInfo:
+    """The image features a run on features (``input`` features) was trained on: their size, origin, fingerprint.
+
+    The fingerprint (:func:`ltvcli.dataset.cache.image_cache_fingerprint` of the feature matrix) tells a
+    resumed run that the features were replaced since it started.
+    """
+
+    dim: int
+    source: str | None
+    model: str | None
+    fingerprint: str
+
+    def describe(self) -> str:
+        return f"{self.dim} dims from {self.model}"
+
+
+@dataclass(frozen=True)
 class ValidationInfo:
     """How the run chose its best checkpoint: ``auc`` or ``accuracy`` against ``ground_truth`` or ``majority_vote``."""
 
@@ -126,7 +147,7 @@ class RunRecord:
     """config.json of an ``ltv train`` run folder: what was trained, on what, how it is scored."""
 
     KIND: ClassVar[str] = "train"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     WHAT: ClassVar[str] = "an ltv run folder"
     FOLDER: ClassVar[str] = "run folder"
     KEYS: ClassVar[tuple[str, ...]] = ("classes", "label_sets", "method", "method_options", "options", "dataset")
@@ -141,28 +162,43 @@ class RunRecord:
     text: TextInfo | None
     world_size: int
     device: str
+    features: FeatureInfo | None = None
 
     @classmethod
     def from_json(cls, data: dict, version: int) -> RunRecord:
-        text = data.get("text")
+        text, features = data.get("text"), data.get("features")
+        options = data["options"] if version >= 3 else {**data["options"], "input": "images"}
         return cls(ltv_version=data["ltv_version"], task=data["task"], classes=list(data["classes"]),
-                   label_sets=list(data["label_sets"]), config=TrainConfig.from_json(data["options"]),
+                   label_sets=list(data["label_sets"]), config=TrainConfig.from_json(options),
                    dataset=DatasetInfo(**data["dataset"]), validation=ValidationInfo(**data["validation"]),
-                   text=TextInfo(**text) if text else None, world_size=data["world_size"], device=data["device"])
+                   text=TextInfo(**text) if text else None, world_size=data["world_size"], device=data["device"],
+                   features=FeatureInfo(**features) if features else None)
 
     def to_json(self) -> dict:
         spec = self.config.spec
         return {"ltv_version": self.ltv_version, "task": self.task, "classes": self.classes,
                 "label_sets": self.label_sets, "method": self.config.method, "options": self.config.to_json(),
                 "method_options": spec.options_json(self.config.method_options), "dataset": asdict(self.dataset),
-                "text": None if self.text is None else asdict(self.text), "validation": asdict(self.validation),
-                "world_size": self.world_size, "device": self.device}
+                "text": None if self.text is None else asdict(self.text),
+                "features": None if self.features is None else asdict(self.features),
+                "validation": asdict(self.validation), "world_size": self.world_size, "device": self.device}
+
+    @property
+    def on_features(self) -> bool:
+        """Whether the run's model reads image features (``input`` features) rather than images."""
+        return self.config.input == "features"
 
     def check_fits(self, dataset: Dataset, *, label_sets: bool = False) -> None:
-        """A run can only score (or, with ``label_sets``, refine) a dataset with its classes and image channels."""
+        """A run can only score (or, with ``label_sets``, refine) a dataset with its classes and its input: images
+        with its channels, or features of its size."""
         if dataset.classes != self.classes:
             raise LtvError(f"{dataset.path}: classes {dataset.classes} differ from the run's {self.classes}")
-        if dataset.channels != self.dataset.channels:
+        if self.on_features:
+            dim = dataset.feature_meta["dim"]  # raises, saying how to add them, if the dataset has none
+            if dim != self.features.dim:
+                raise LtvError(f"{dataset.path}: its image features have {dim} dims, the run was trained on "
+                               f"{self.features.describe()}; give the dataset features from the same model")
+        elif dataset.channels != self.dataset.channels:
             raise LtvError(f"{dataset.path}: {dataset.channels}-channel images, the run was trained on "
                            f"{self.dataset.channels}-channel images")
         if label_sets and dataset.label_set_names != self.label_sets:

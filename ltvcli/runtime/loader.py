@@ -68,7 +68,7 @@ class ImageLoader:
 
     def __init__(self, images: np.ndarray, batches: Sequence[np.ndarray], *, pin_memory: bool = False,
                  workers: int = 2):
-        self.images = _host_tensor(images)
+        self.images = host_tensor(images)
         self.batches = batches
         self.pin_memory = pin_memory
         self.workers = workers
@@ -106,7 +106,7 @@ class ImageLoader:
                     future.cancel()
 
 
-def _host_tensor(images: np.ndarray) -> torch.Tensor:
+def host_tensor(images: np.ndarray) -> torch.Tensor:
     """A torch view of the (read-only) memory map; nothing is copied and nothing is ever written to it."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not writable.*")

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,13 +37,13 @@ from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.text.store import save_text_embeddings
 from ltvcli.runtime.device import resolve_device
+from ltvcli.runtime.hub import offline, quiet_loading
 
 POOLINGS = ("cls", "mean")
 PARTIAL_DIR = "text_embeddings.partial"
 #: Distinct reports per saved step (rounded to whole batches). Saving costs ~10 ms on a MIMIC-sized array,
 #: as much as a GPU batch, so progress is saved per chunk, not per batch; an interruption loses one chunk at most.
 CHUNK = 1024
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 @dataclass
@@ -89,14 +87,14 @@ def load_encoder(model_dir: str | Path, *, device: str = "auto", pooling: str = 
         raise OptionError("model", f"{model_dir}: no such folder; expected a Hugging Face model saved on disk "
                                    "(config.json, weights and tokenizer files); nothing is downloaded")
     torch_device = resolve_device(device)
-    with _offline():
+    with offline():
         try:
             from transformers import AutoModel, AutoTokenizer
         except ImportError:
             raise LtvError("embedding reports with a model needs the optional text extra: "
                            "pip install 'ltv[text]'") from None
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
                 model = AutoModel.from_pretrained(model_dir, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
@@ -105,35 +103,6 @@ def load_encoder(model_dir: str | Path, *, device: str = "auto", pooling: str = 
     _check_max_length(model, tokenizer, max_length, model_dir)
     model = model.to(device=torch_device, dtype=torch.float32).eval()
     return ReportEncoder(tokenizer, model, torch_device, pooling, max_length)
-
-
-@contextmanager
-def _offline() -> Iterator[None]:
-    """Set the Hugging Face offline switches for the duration of a load, then restore the caller's values."""
-    saved = {name: os.environ.get(name) for name in OFFLINE_VARIABLES}
-    os.environ.update({name: "1" for name in OFFLINE_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Hide transformers' own progress bars while loading: ltv's output (and --quiet) stays in charge."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _check_max_length(model: torch.nn.Module, tokenizer: Any, max_length: int, model_dir: Path) -> None:

@@ -25,7 +25,7 @@ from ltvcli.errors import LtvError, OptionError
 from ltvcli.fusion.base import FusionMethod
 from ltvcli.runs.config import TrainConfig
 from ltvcli.runs.folder import CHECKPOINT_FORMAT, RunFolder
-from ltvcli.runs.record import RunRecord, TextInfo
+from ltvcli.runs.record import FeatureInfo, RunRecord, TextInfo
 from ltvcli.runtime.rng import rng_state, set_rng_state
 from ltvcli.train.diagnostics import EpochStats
 
@@ -72,8 +72,8 @@ def check_folder(config: TrainConfig, folder: RunFolder) -> None:
 
 
 def check_resume(config: TrainConfig, record: RunRecord, dataset: Dataset, text: TextInfo | None,
-                 folder: RunFolder) -> None:
-    """The resumed run is the recorded one: same options (but for RESUMABLE_CHANGES), data and embeddings."""
+                 folder: RunFolder, features: FeatureInfo | None = None) -> None:
+    """The resumed run is the recorded one: same options (but for RESUMABLE_CHANGES), data, embeddings, features."""
     changed = config.differences(record.config)
     if changed:
         before, now = record.config.to_json(), config.to_json()
@@ -86,7 +86,10 @@ def check_resume(config: TrainConfig, record: RunRecord, dataset: Dataset, text:
     if record.text != text:
         raise LtvError(f"{dataset.path}: its report embeddings ({_describe(text)}) are not the ones this run was "
                        f"trained on ({_describe(record.text)}); restore them or use another `out` for a new run")
+    if record.features != features:
+        raise LtvError(f"{dataset.path}: its image features ({_describe(features)}) are not the ones this run was "
+                       f"trained on ({_describe(record.features)}); restore them or use another `out` for a new run")
 
 
-def _describe(text: TextInfo | None) -> str:
-    return "none" if text is None else text.describe()
+def _describe(vectors: TextInfo | FeatureInfo | None) -> str:
+    return "none" if vectors is None else vectors.describe()

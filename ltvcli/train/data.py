@@ -1,8 +1,8 @@
 """The labels of a training run, resident on the device: a batch gathers its rows there.
 
 All label sets, masks, ground truth and report embeddings are small next to the
-images, so they are copied to the device once per run; the images of a batch
-come from the memory-mapped cache through :class:`ltvcli.runtime.loader.ImageLoader`.
+images, so they are copied to the device once per run; the model's input of a
+batch (images from the cache, or features) comes from :mod:`ltvcli.runtime.inputs`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import torch
 
 from ltvcli.dataset import Dataset
 from ltvcli.fusion.base import Batch
-from ltvcli.runtime.loader import images_to_device
 
 
 class DeviceLabels:
@@ -38,8 +37,7 @@ class DeviceLabels:
             self.truth = torch.from_numpy(truth).to(device)
             self.truth_mask = torch.from_numpy(truth_mask).to(device)
 
-    def batch(self, rows: np.ndarray, images: torch.Tensor) -> Batch:
-        """Assemble the method's :class:`Batch` on the device for host ``images`` of dataset ``rows``."""
-        index = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device, non_blocking=True)
-        return Batch(images=images_to_device(images, self.device), targets=self.targets[index],
-                     mask=self.mask[index], index=index, text=None if self.text is None else self.text[index])
+    def batch(self, index: torch.Tensor, inputs: torch.Tensor) -> Batch:
+        """The method's :class:`Batch` for the model ``inputs`` of the dataset rows ``index``, both on the device."""
+        return Batch(images=inputs, targets=self.targets[index], mask=self.mask[index], index=index,
+                     text=None if self.text is None else self.text[index])

@@ -28,7 +28,7 @@ from ltvcli.fusion.table import refined_table
 from ltvcli.outputs import REFINED_LABELS, check_output
 from ltvcli.runs.predict import open_run, run_text_embeddings
 from ltvcli.runtime.device import resolve_device
-from ltvcli.runtime.loader import ImageLoader
+from ltvcli.runtime.inputs import model_inputs
 from ltvcli.train.data import DeviceLabels
 from ltvcli.train.method import build_method
 from ltvcli.train.refinement import pass_batches, refinement_pass
@@ -48,9 +48,9 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
     rows = np.concatenate([dataset.indices(split) for split in splits])
     labels = DeviceLabels(dataset, target, run_text_embeddings(record, dataset, rows))
     batches = [batch for split in splits for batch in pass_batches(dataset.indices(split), record.config.batch_size)]
-    loader = ImageLoader(dataset.images, batches, pin_memory=target.type == "cuda")
-    with track(len(loader), "refining labels") as advance:
-        result = refinement_pass(model, method, _tracked(loader, labels, advance), len(rows), target)
+    inputs = model_inputs(dataset, record.config.input, target)
+    with track(len(batches), "refining labels") as advance:
+        result = refinement_pass(model, method, _tracked(inputs.batches(batches), labels, advance), len(rows), target)
     return refined_table(dataset.image_ids[rows], dataset.classes, result.refined.cpu().numpy(),
                          result.binarised.cpu().numpy(), result.weights.cpu().numpy(), dataset.label_set_names)
 
@@ -68,8 +68,8 @@ def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...
     return frame
 
 
-def _tracked(loader: ImageLoader, labels: DeviceLabels, advance: Callable[[int], None]) -> Iterator[Batch]:
-    """The loader's batches, assembled on the device, each counted on the progress bar once refined."""
-    for rows, images in loader:
-        yield labels.batch(rows, images)
+def _tracked(batches: Iterator, labels: DeviceLabels, advance: Callable[[int], None]) -> Iterator[Batch]:
+    """The model inputs' batches, assembled on the device, each counted on the progress bar once refined."""
+    for _, index, inputs in batches:
+        yield labels.batch(index, inputs)
         advance(1)

@@ -4,7 +4,9 @@ Per batch the loop only calls :meth:`FusionMethod.step` and backpropagates the
 loss into the model *and* the method's own parameters with one Adam (the
 paper's beta). Everything method-specific lives in ``ltvcli.fusion``. With
 ``text`` the model gets a text branch and every batch carries its images'
-report embeddings (``Batch.text``), which the methods pass to the model.
+report embeddings (``Batch.text``), which the methods pass to the model. With
+``input`` features the model is a head on the dataset's feature vectors
+(:mod:`ltvcli.heads`), which stay on the device for the whole run.
 
 Per epoch it runs the refinement pass over the training split where the
 split has ground truth or the method needs it (:mod:`ltvcli.train.refinement`;
@@ -29,18 +31,20 @@ from torch import nn
 from ltvcli import __version__
 from ltvcli.console import log, set_verbosity, warn
 from ltvcli.dataset import Dataset
+from ltvcli.dataset.cache import image_cache_fingerprint
 from ltvcli.dataset.fingerprint import dataset_fingerprint
-from ltvcli.errors import LtvError
+from ltvcli.errors import LtvError, OptionError
 from ltvcli.fusion.base import Batch, FusionMethod, StepResult
-from ltvcli.models import build_model
 from ltvcli.outputs import RUN, check_output
 from ltvcli.runs.config import TrainConfig
 from ltvcli.runs.folder import RunFolder
-from ltvcli.runs.record import DatasetInfo, RunRecord, TextInfo, ValidationInfo
+from ltvcli.runs.predict import build_network
+from ltvcli.runs.record import DatasetInfo, FeatureInfo, RunRecord, TextInfo, ValidationInfo
 from ltvcli.runtime import distributed
 from ltvcli.runtime.determinism import deterministic
 from ltvcli.runtime.device import autocast, resolve_device
-from ltvcli.runtime.loader import MIN_SHARD, ImageLoader, epoch_batches, shard
+from ltvcli.runtime.inputs import model_inputs, resolve_input
+from ltvcli.runtime.loader import MIN_SHARD, epoch_batches, shard
 from ltvcli.runtime.rng import seed_everything
 from ltvcli.text import load_text_embeddings, read_text_embedding_meta
 from ltvcli.train.checkpoint import Position, check_folder, check_resume, checkpoint_state, restore
@@ -104,7 +108,7 @@ class Trainer:
         self.config = config
         self.device = device
         self.dataset = Dataset.open(config.dataset)
-        self.images = self.dataset.images  # memory-mapped; a label layer's base is checked now, before any write
+        self._choose_input()
         self.folder = RunFolder(config.out)
         self.train_rows = self.dataset.indices("train")
         needed = MIN_SHARD * distributed.world_size()
@@ -113,6 +117,8 @@ class Trainer:
                            f"training needs at least {needed}")
         check_folder(config, self.folder)
         self.text, self.text_info = self._text_embeddings() if config.text else (None, None)
+        self.inputs = model_inputs(self.dataset, config.input, device)  # a label layer's base is checked now
+        self.feature_info = self._feature_info() if self.inputs.kind == "features" else None
         seed_everything(config.seed)
         self.model = self._model()
         self.method = build_method(config, self.dataset).to(device)
@@ -132,6 +138,30 @@ class Trainer:
         self.net = self._wrap(self.model)
 
     # ------------------------------------------------------------ setup
+    def _choose_input(self) -> None:
+        """Settle ``input`` (images where the dataset has them, else features), say so, and warn about options
+        of the other input."""
+        config, chosen = self.config, resolve_input(self.config.input, self.dataset)
+        if config.input is None and chosen == "features":
+            log(f"training a {config.head} head on the image features of {self.dataset.path} "
+                f"({self.dataset.feature_meta['dim']} dims): it has no images")
+        config.input = chosen
+        defaults = {item.name: item.default for item in TrainConfig.declared()}
+        unused = ("arch",) if chosen == "features" else ("head", "head_width", "head_dropout")
+        for name in unused:
+            if getattr(config, name) != defaults[name]:
+                warn(f"{name} applies to a run on {'images' if chosen == 'features' else 'features'} only; "
+                     f"ignored (this run reads {chosen})")
+        if chosen == "features" and config.pretrained is not None:
+            raise OptionError("pretrained", "is a backbone's weights, and `input` features trains a head on the "
+                                            "features; leave it out")
+
+    def _feature_info(self) -> FeatureInfo:
+        """What the run's record says about the features it trains on (their fingerprint tells a resume)."""
+        meta = self.dataset.feature_meta
+        return FeatureInfo(dim=meta["dim"], source=meta.get("source"), model=meta.get("model"),
+                           fingerprint=image_cache_fingerprint(self.dataset.image_ids, self.dataset.features))
+
     def _text_embeddings(self) -> tuple[np.ndarray, TextInfo]:
         """The report embedding of every image (``text``), and what the run's record says about them.
 
@@ -147,9 +177,15 @@ class Trainer:
 
     def _model(self) -> nn.Module:
         ds, config = self.dataset, self.config
-        model = build_model(config.arch, len(ds.classes), in_channels=ds.channels, image_size=ds.image_size,
-                            pretrained=None if config.resume else config.pretrained,
-                            text_dim=None if self.text is None else self.text.shape[1])
+        on_features = self.inputs.kind == "features"
+        model = build_network(config, len(ds.classes), channels=None if on_features else ds.channels,
+                              image_size=None if on_features else ds.image_size,
+                              feature_dim=self.inputs.dim if on_features else None,
+                              text_dim=None if self.text is None else self.text.shape[1],
+                              pretrained=None if config.resume else config.pretrained)
+        if on_features:
+            model.standardise_with(ds.features, self.train_rows)  # a resume loads the same statistics back
+            return model.to(self.device)
         if self.device.type == "cuda":
             return model.to(self.device, memory_format=torch.channels_last)
         return model.to(self.device)
@@ -161,12 +197,13 @@ class Trainer:
     def _record(self) -> RunRecord:
         ds = self.dataset
         info = DatasetInfo(path=str(ds.path.resolve()), fingerprint=dataset_fingerprint(ds),
-                           image_size=ds.image_size, channels=ds.channels, n_images=len(ds),
+                           image_size=ds.meta.get("image_size"), channels=ds.meta.get("channels"), n_images=len(ds),
                            n_train=int(len(self.train_rows)), n_validate=int(len(self.validator.rows)))
         return RunRecord(ltv_version=__version__, task=ds.task, classes=ds.classes, label_sets=ds.label_set_names,
                          config=self.config, dataset=info,
                          validation=ValidationInfo(self.validator.metric, self.validator.reference),
-                         text=self.text_info, world_size=distributed.world_size(), device=self.device.type)
+                         text=self.text_info, world_size=distributed.world_size(), device=self.device.type,
+                         features=self.feature_info)
 
     def _start(self) -> None:
         if distributed.is_main():
@@ -179,7 +216,8 @@ class Trainer:
         distributed.barrier()
 
     def _resume(self) -> None:
-        check_resume(self.config, self.folder.read_record(), self.dataset, self.text_info, self.folder)
+        check_resume(self.config, self.folder.read_record(), self.dataset, self.text_info, self.folder,
+                     self.feature_info)
         state = self.folder.load_checkpoint("last", map_location=self.device)
         self.position = restore(state, self.model, self.method, self.optimizer, self.stats)
         self.records = [r for r in self.folder.read_metrics() if r["step"] <= self.position.step]
@@ -206,13 +244,12 @@ class Trainer:
         cfg, pos, world = self.config, self.position, distributed.world_size()
         batches = epoch_batches(self.train_rows, cfg.batch_size, cfg.seed, pos.epoch, world)
         mine = [shard(b, distributed.rank(), world) for b in batches[pos.batch_in_epoch:]]
-        loader = ImageLoader(self.images, mine, pin_memory=self.device.type == "cuda", workers=cfg.workers)
         view.start_epoch(pos.epoch, cfg.epochs, len(batches), pos.batch_in_epoch)
         self.net.train()
         self.method.train()
         mark = time.perf_counter()
-        for rows, images in loader:
-            batch = self.labels.batch(rows, images)
+        for _, index, inputs in self.inputs.batches(mine, workers=cfg.workers):
+            batch = self.labels.batch(index, inputs)
             result = train_step(self.net, self.method, self.optimizer, batch, self.device)
             self.stats.add(result, batch, self.labels, self.with_truth)
             pos.batch_in_epoch += 1
@@ -257,7 +294,7 @@ class Trainer:
         refined = self._refine(complete)
         if refined is not None:
             summary["refined_accuracy"] = refined
-        metric = self.validator.score(self.model, self.device, self.config.workers) if self.validator.scorable \
+        metric = self.validator.score(self.model, self.inputs, self.config.workers) if self.validator.scorable \
             else math.nan
         improved = (not self.validator.scorable) or (
             math.isfinite(metric) and (pos.best_metric is None or metric > pos.best_metric))
@@ -299,8 +336,8 @@ class Trainer:
         world = distributed.world_size()
         batches = [shard(b, distributed.rank(), world)
                    for b in pass_batches(self.train_rows, self.config.batch_size, world)]
-        loader = ImageLoader(self.images, batches, pin_memory=self.device.type == "cuda", workers=self.config.workers)
-        result = refinement_pass(self.model, self.method, (self.labels.batch(rows, images) for rows, images in loader),
+        inputs = self.inputs.batches(batches, workers=self.config.workers)
+        result = refinement_pass(self.model, self.method, (self.labels.batch(index, x) for _, index, x in inputs),
                                  len(self.train_rows), self.device)
         if complete:
             self.method.after_refinement(result.rows, result.refined)

@@ -10,13 +10,13 @@ any, otherwise the label sets' majority vote (the same
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
 from ltvcli.dataset import Dataset
 from ltvcli.fusion.aggregators import MajorityVote
 from ltvcli.metrics import scorable, validation_score
 from ltvcli.runs.predict import probabilities
+from ltvcli.runtime.inputs import ModelInputs
 
 
 class Validator:
@@ -46,8 +46,8 @@ class Validator:
         """Whether any class can be scored (AUC needs both outcomes in a column)."""
         return scorable(self.targets, self.mask, self.dataset.is_multilabel)
 
-    def score(self, model: nn.Module, device: torch.device, workers: int) -> float:
-        probs = probabilities(model, self.dataset, self.rows, device, workers=workers, text=self.text)
+    def score(self, model: nn.Module, inputs: ModelInputs, workers: int) -> float:
+        probs = probabilities(model, inputs, self.rows, workers=workers, text=self.text)
         return validation_score(probs, self.targets, self.mask, self.dataset.is_multilabel)
 
 
