@@ -47,6 +47,7 @@ METHODS = {
     "ltv": ["--method", "ltv", "--vote", "paper"],
     "ltv_reliability": ["--method", "ltv", "--vote", "reliability"],
     "ltv_reliability_model": ["--method", "ltv", "--vote", "reliability", "--model-evidence", "1"],
+    "ltv_crossfit": ["--method", "ltv", "--vote", "crossfit"],
 }
 CLEAN = "HS:0"  # a noise-free annotator: its model is the clean-label ceiling
 

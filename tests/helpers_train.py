@@ -38,3 +38,4 @@ def checkpoint_tensors(run: Path, which: str = "last") -> dict[str, torch.Tensor
     for pid, slots in state["optimizer"]["state"].items():
         flat.update({f"adam.{pid}.{k}": v for k, v in slots.items() if torch.is_tensor(v)})
     return flat
+

@@ -807,6 +807,12 @@ def table_reader_cases() -> list[Case]:
         Case("train: --pretrained of another network's shapes", lambda w, d: Call(
             ["train", w.dataset, "--out", d / "run", "--epochs", "1", *TRAIN_FAST, "--arch", "resnet18",
              "--pretrained", _torch_file(d / "w.pt", {"conv1.weight": np.zeros((2, 2))})], ["w.pt", "does not fit"])),
+        Case("train: --vote crossfit with one fold", lambda w, d: Call(
+            ["train", w.dataset, "--out", d / "run", "--epochs", "1", *TRAIN_FAST, "--vote", "crossfit", "--folds",
+             "1"], ["--folds 1", "at least 2"])),
+        Case("train: --vote crossfit with a negative head decay", lambda w, d: Call(
+            ["train", w.dataset, "--out", d / "run", "--epochs", "1", *TRAIN_FAST, "--head-decay", "-1"],
+            ["--head-decay -1.0", "non-negative"])),
         Case("train: --resume of a run whose last.pt is cut in half", lambda w, d: Call(
             ["train", w.dataset, "--out", broken_run(w, d, "last.pt", truncate=True), "--resume", "--method", "mv",
              "--epochs", "2", "--workers", "0", *TRAIN_FAST], ["last.pt"])),

@@ -107,15 +107,20 @@ def test_sharded_ltv_step_matches_single_process(tmp_path: Path):
         assert single["moved"] > 1e-3, "the step must change the parameters for the comparison to mean anything"
 
 
-def test_train_under_torchrun_two_cpu_ranks(tmp_path: Path):
-    """`torchrun -m ltvcli train` on 2 CPU ranks: one process group, rank 0 alone writes the run."""
+@pytest.mark.parametrize("vote", ["paper", "crossfit"])
+def test_train_under_torchrun_two_cpu_ranks(tmp_path: Path, vote: str):
+    """`torchrun -m ltvcli train` on 2 CPU ranks: one process group, rank 0 alone writes the run.
+
+    The cross-fitted vote's epoch-end pass gathers every rank's rows, so its table of refined labels is the
+    whole training split on both ranks.
+    """
     from conftest import make_dataset  # here, so that the spawned ranks above need not import the CLI
 
     make_dataset(tmp_path / "ds", n=40, size=16)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
            "-m", "ltvcli", "-q", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--arch", "tiny",
-           "--method", "ltv", "--epochs", "2", "--batch-size", "8", "--device", "cpu"]
+           "--method", "ltv", "--vote", vote, "--epochs", "2", "--batch-size", "8", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -127,6 +132,7 @@ def test_train_under_torchrun_two_cpu_ranks(tmp_path: Path):
     weights = metrics[[f"weight_set{m}" for m in range(3)]].sum(axis=1)
     assert np.allclose(weights, 1.0, atol=1e-5)
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+    assert metrics["refined_accuracy"].between(0, 1).all()
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

@@ -27,7 +27,7 @@ def data(tmp_path_factory) -> Dataset:
 @pytest.fixture(scope="module")
 def ltv_run(tmp_path_factory, data) -> Path:
     run = tmp_path_factory.mktemp("ltv") / "run"
-    Cli()("train", data.path, "--out", run, "--method", "ltv", "--epochs", "3", *TRAIN_FAST)
+    Cli()("train", data.path, "--out", run, "--method", "ltv", "--vote", "paper", "--epochs", "3", *TRAIN_FAST)
     return run
 
 

@@ -12,9 +12,11 @@ from helpers_train import TRAIN_FAST
 from ltvcli.errors import LtvError
 from ltvcli.fusion import make_method
 from ltvcli.fusion.aggregators import DawidSkene, dawid_skene, majority_vote, soft_mean
-from ltvcli.fusion.base import Batch
+from ltvcli.fusion.base import Batch, batch_statistics, frozen_forward
 from ltvcli.fusion.cm import ConfusionMatrices
 from ltvcli.models import build_model
+from ltvcli.runs.predict import load_run
+from ltvcli.runtime.loader import ImageLoader, images_to_device
 
 NAMES = ["a", "b", "c"]
 
@@ -232,8 +234,13 @@ def expected_refined(method: str, data, rows: np.ndarray, run) -> np.ndarray:
         return fitted.predict_proba(targets[rows], mask[rows])[0].numpy()
     if method == "mv":
         return majority_vote(targets[rows], mask[rows], seed=3, multilabel=multilabel, rows=rows)[0].numpy()
-    frame = pd.read_csv(run.parent / "probabilities.csv")  # cm: the model's clean probability
-    return frame[data.classes].to_numpy()
+    # cm: the model's clean probability, in the refinement pass's mode (BatchNorm with the batch's statistics;
+    # the validate split is one batch)
+    model, _ = load_run(run, "last")
+    images = images_to_device(ImageLoader(data.images, [rows]).read(rows), torch.device("cpu"))
+    with torch.no_grad(), batch_statistics(model):
+        logits = frozen_forward(model, images)[0]
+    return (torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).numpy()
 
 
 @pytest.mark.parametrize("task", ["multilabel", "multiclass"])
@@ -246,9 +253,6 @@ def test_exported_baseline_labels_through_the_cli(cli, tmp_path, method, task):
         "--seed", "3", "--epochs", "1", "--max-steps", "1", *TRAIN_FAST)
     cli("export-labels", run, data.path, "--out", table, "--split", "validate", "--checkpoint", "last",
         "--device", "cpu")
-    if name == "cm":
-        cli("predict", run, data.path, "--out", tmp_path / "probabilities.csv", "--split", "validate",
-            "--checkpoint", "last", "--device", "cpu")
 
     rows = data.indices("validate")
     refined = pd.read_csv(table)["refined"].to_numpy().reshape(len(rows), -1)

@@ -186,7 +186,7 @@ def test_exported_labels_follow_the_vote_equations(cli, tmp_path):
     """Through the CLI: ȳ = Σ w_m y_m, weights summing to 1, and ỹ = sigmoid(k (ȳ − T)) for the given k, T."""
     data = make_dataset(tmp_path / "ds", n=24)
     run, table = tmp_path / "run", tmp_path / "labels.csv"
-    cli("train", data.path, "--out", run, "--method", "ltv", "--meta-scope", "last", "--k", "10", "--threshold",
+    cli("train", data.path, "--out", run, "--method", "ltv", "--vote", "paper", "--meta-scope", "last", "--k", "10", "--threshold",
         "0.4", "--epochs", "1", "--max-steps", "2", *TRAIN_FAST)
     cli("export-labels", run, data.path, "--out", table, "--checkpoint", "last", "--device", "cpu")
     frame = pd.read_csv(table)

@@ -35,7 +35,8 @@ def test_options_of_other_methods_are_ignored_with_a_warning(cli, tmp_path):
     run = tmp_path / "run"
     result = cli("train", data.path, "--out", run, "--method", "cm", "--alpha", "0.5", "--vote", "reliability",
                  "--cm-trace", "0.05", "--epochs", "1", "--max-steps", "1", *TRAIN_FAST)
-    assert "warning: --alpha applies to --method ltv only; ignored by --method cm" in result.output
+    assert ("warning: --alpha applies to --method ltv --vote paper, --method ltv --vote reliability only; ignored "
+            "by --method cm") in result.output
     assert "warning: --vote applies to --method ltv only; ignored by --method cm" in result.output
     record = read_record(run, RunRecord)
     assert record.config.method_options.cm_trace == 0.05 and "alpha" not in record.config.to_json()
@@ -44,6 +45,6 @@ def test_options_of_other_methods_are_ignored_with_a_warning(cli, tmp_path):
 def test_the_record_holds_the_methods_typed_options(cli, tmp_path):
     data = make_dataset(tmp_path / "ds", n=30)
     run = tmp_path / "run"
-    cli("train", data.path, "--out", run, "--k", "20", "--epochs", "1", "--max-steps", "1", *TRAIN_FAST)
+    cli("train", data.path, "--out", run, "--vote", "paper", "--k", "20", "--epochs", "1", "--max-steps", "1", *TRAIN_FAST)
     options = read_record(run, RunRecord).config.method_options
     assert options == LtvOptions(k=20.0)

@@ -20,6 +20,9 @@ from ltvcli.train import trainer as loop
 # 40 images: 24 train (3 steps of 8 per epoch), 8 validate, 8 test
 N_IMAGES, STEPS_PER_EPOCH = 40, 3
 
+#: These tests were written for the paper's vote (its options, its diagnostics); the default vote is crossfit.
+PAPER = ("--method", "ltv", "--vote", "paper")
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Dataset:
@@ -30,7 +33,7 @@ def data(tmp_path_factory) -> Dataset:
 def reference(tmp_path_factory, data) -> Path:
     """An uninterrupted two-epoch LTV run: what every resumed run must reproduce exactly."""
     run = tmp_path_factory.mktemp("ref") / "run"
-    Cli()("train", data.path, "--out", run, "--method", "ltv", "--epochs", "2", *TRAIN_FAST)
+    Cli()("train", data.path, "--out", run, *PAPER, "--epochs", "2", *TRAIN_FAST)
     return run
 
 
@@ -99,7 +102,7 @@ def test_every_method_trains_through_the_cli(cli, tmp_path, data, method, extra)
 
 def test_ltv_learns_to_trust_the_clean_label_set(cli, tmp_path):
     ds = make_dataset(tmp_path / "ds", n=64, size=16, noise=(0.0, 0.4, 0.4), seed=3)
-    cli("train", ds.path, "--out", tmp_path / "run", "--method", "ltv", "--meta-scope", "last", "--epochs", "4",
+    cli("train", ds.path, "--out", tmp_path / "run", *PAPER, "--meta-scope", "last", "--epochs", "4",
         *TRAIN_FAST)
     last = _metrics(tmp_path / "run").iloc[-1]
     assert last["val_auc"] > 0.9
@@ -109,7 +112,7 @@ def test_ltv_learns_to_trust_the_clean_label_set(cli, tmp_path):
 
 def test_multiclass_is_scored_by_accuracy(cli, tmp_path):
     ds = make_dataset(tmp_path / "ds", task="multiclass", n=40, n_classes=4, size=16)
-    cli("train", ds.path, "--out", tmp_path / "run", "--method", "ltv", "--epochs", "1", *TRAIN_FAST)
+    cli("train", ds.path, "--out", tmp_path / "run", *PAPER, "--epochs", "1", *TRAIN_FAST)
     metrics = _metrics(tmp_path / "run")
     assert "val_accuracy" in metrics and metrics["val_accuracy"].between(0, 1).all()
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -139,8 +142,8 @@ def test_without_a_validate_split_best_follows_last(cli, tmp_path):
 # ----------------------------------------------------------------------------- resume
 def test_resume_after_an_epoch_reproduces_the_uninterrupted_run(cli, tmp_path, data, reference):
     run = tmp_path / "run"
-    cli("train", data.path, "--out", run, "--method", "ltv", "--epochs", "1", *TRAIN_FAST)
-    result = cli("train", data.path, "--out", run, "--method", "ltv", "--epochs", "2", "--resume", *TRAIN_FAST)
+    cli("train", data.path, "--out", run, *PAPER, "--epochs", "1", *TRAIN_FAST)
+    result = cli("train", data.path, "--out", run, *PAPER, "--epochs", "2", "--resume", *TRAIN_FAST)
     assert "resuming" in result.output
     _assert_same_state(run, reference)
 
@@ -157,22 +160,22 @@ def test_resume_after_a_kill_mid_epoch_reproduces_the_uninterrupted_run(cli, tmp
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_step", killed_at_fifth_step)
-    result = cli("train", data.path, "--out", run, "--method", "ltv", "--epochs", "2", "--checkpoint-every", "2",
+    result = cli("train", data.path, "--out", run, *PAPER, "--epochs", "2", "--checkpoint-every", "2",
                  *TRAIN_FAST, ok=False)
     assert result.exit_code == 130
     state = torch.load(run / "last.pt", weights_only=True)
     assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 1, 4)  # saved at step 4, mid-epoch 2
     monkeypatch.setattr(loop, "train_step", real_step)
-    cli("train", data.path, "--out", run, "--method", "ltv", "--epochs", "2", "--resume", *TRAIN_FAST)
+    cli("train", data.path, "--out", run, *PAPER, "--epochs", "2", "--resume", *TRAIN_FAST)
     _assert_same_state(run, reference)
 
 
 def test_max_steps_stops_resumably_with_a_partial_validation(cli, tmp_path, data, reference):
     run = tmp_path / "run"
-    cli("train", data.path, "--out", run, "--method", "ltv", "--epochs", "2", "--max-steps", "2", *TRAIN_FAST)
+    cli("train", data.path, "--out", run, *PAPER, "--epochs", "2", "--max-steps", "2", *TRAIN_FAST)
     metrics = _metrics(run)
     assert list(metrics["step"]) == [2] and metrics["partial"].all() and (run / "best.pt").is_file()
-    cli("train", data.path, "--out", run, "--method", "ltv", "--epochs", "2", "--resume", *TRAIN_FAST)
+    cli("train", data.path, "--out", run, *PAPER, "--epochs", "2", "--resume", *TRAIN_FAST)
     _assert_same_state(run, reference, ignore=("best",))  # the partial validation competed for best
 
 
@@ -193,23 +196,23 @@ def test_an_existing_run_needs_resume_and_resume_needs_a_run(cli, tmp_path, data
 
 
 def test_resume_refuses_changed_options_and_another_dataset(cli, tmp_path, data, reference):
-    message = _fails(cli, "train", data.path, "--out", reference, "--resume", *TRAIN_FAST[:-4], "--lr", "0.01",
-                     "--device", "cpu")
+    message = _fails(cli, "train", data.path, "--out", reference, *PAPER, "--resume", *TRAIN_FAST[:-4], "--lr",
+                     "0.01", "--device", "cpu")
     assert "--lr 0.001 -> 0.01" in message
     other = make_dataset(tmp_path / "other", n=N_IMAGES, size=16, seed=9)
-    message = _fails(cli, "train", other.path, "--out", reference, "--resume", *TRAIN_FAST)
+    message = _fails(cli, "train", other.path, "--out", reference, *PAPER, "--resume", *TRAIN_FAST)
     assert "not the dataset this run was trained on" in message
 
 
 @pytest.mark.parametrize("args, expected", [
-    (("--alpha", "0"), "--alpha 0.0: expected a positive number"),
-    (("--alpha", "-1"), "--alpha -1.0: expected a positive number"),
-    (("--threshold", "1.5"), "--threshold 1.5: expected a number strictly between 0 and 1"),
+    (("--alpha", "0", "--vote", "paper"), "--alpha 0.0: expected a positive number"),
+    (("--alpha", "-1", "--vote", "paper"), "--alpha -1.0: expected a positive number"),
+    (("--threshold", "1.5", "--vote", "paper"), "--threshold 1.5: expected a number strictly between 0 and 1"),
     (("--batch-size", "0"), "--batch-size 0: expected a positive number"),
     (("--lr", "nan"), "--lr nan: expected a positive number"),
     (("--method", "vote"), "--method 'vote': expected one of ltv, single, mv, cm"),
     (("--arch", "vgg"), "--arch 'vgg': expected one of tiny"),
-    (("--meta-scope", "first"), "--meta-scope 'first': expected one of all, last"),
+    (("--meta-scope", "first", "--vote", "paper"), "--meta-scope 'first': expected one of all, last"),
     (("--method", "single"), "--method single needs --label-set"),
     (("--method", "single", "--label-set", "nlp"), "unknown --label-set 'nlp'"),
     (("--pretrained", "weights.pt"), "--pretrained needs a ResNet --arch"),

@@ -87,12 +87,13 @@ def test_the_text_branch_widens_the_feature_and_the_image_path_is_unchanged():
 
 # ----------------------------------------------------------------------------- every method
 @pytest.mark.parametrize("method", [
-    ("ltv", "--meta-scope", "all"),
-    ("ltv", "--meta-scope", "last"),
+    ("ltv", "--vote", "paper", "--meta-scope", "all"),
+    ("ltv", "--vote", "paper", "--meta-scope", "last"),
+    ("ltv", "--vote", "crossfit"),
     ("single", "--label-set", "set0"),
     ("mv",),
     ("cm",),
-], ids=["ltv-all", "ltv-last", "single", "mv", "cm"])
+], ids=["ltv-all", "ltv-last", "crossfit", "single", "mv", "cm"])
 def test_every_method_trains_with_text_and_its_loss_falls(method, data, tmp_path, cli):
     run = tmp_path / "run"
     cli("train", data.path, "--out", run, "--method", *method, "--text", "--epochs", "3", *TRAIN_FAST)
@@ -105,7 +106,7 @@ def test_every_method_trains_with_text_and_its_loss_falls(method, data, tmp_path
     assert weights["fc.weight"].shape == (len(data.classes), 64 + TEXT_FEATURES)
     losses = pd.read_csv(run / "metrics.csv")["loss"].to_numpy()
     assert len(losses) == 3 and losses[-1] < losses[0]
-    if method[0] == "ltv":  # the vote reads Cat(F_1..F_M) of image+text features
+    if "paper" in method:  # the vote reads Cat(F_1..F_M) of image+text features
         attention = torch.load(run / "last.pt", weights_only=True)["method"]["attention.weight"]
         assert attention.shape == (3, 3 * (64 + TEXT_FEATURES))
 

@@ -4,8 +4,8 @@
 training loop builds one with :func:`make_method` and drives it through the
 :class:`~ltvcli.fusion.base.FusionMethod` interface only.
 
-* ``ltv``    learning-to-vote: the paper's vote -- :mod:`ltvcli.fusion.ltv` -- or the reliability vote --
-             :mod:`ltvcli.fusion.vote`
+* ``ltv``    learning-to-vote: the paper's vote -- :mod:`ltvcli.fusion.ltv` --, the reliability vote --
+             :mod:`ltvcli.fusion.vote` -- or the cross-fitted vote -- :mod:`ltvcli.fusion.crossfit`
 * ``single`` one label set, or one aggregator's labels -- :mod:`ltvcli.fusion.single`
 * ``mv``     the per-sample majority vote -- :mod:`ltvcli.fusion.single`
 * ``cm``     annotator confusion matrices (Tanno et al.) -- :mod:`ltvcli.fusion.cm`
@@ -22,6 +22,7 @@ from ltvcli.fusion.registry import (
     METHODS,
     VOTES,
     CmOptions,
+    CrossFitOptions,
     LtvOptions,
     MethodSpec,
     ReliabilityOptions,
@@ -32,6 +33,7 @@ from ltvcli.fusion.registry import (
 )
 
 __all__ = [
-    "EXPERT_SET", "METHODS", "METHOD_NAMES", "VOTES", "CmOptions", "LtvOptions", "MethodSpec", "ReliabilityOptions",
+    "EXPERT_SET", "METHODS", "METHOD_NAMES", "VOTES", "CmOptions", "CrossFitOptions", "LtvOptions", "MethodSpec",
+    "ReliabilityOptions",
     "SingleOptions", "TieBreakOptions", "make_method", "method_spec",
 ]

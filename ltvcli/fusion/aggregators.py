@@ -106,7 +106,7 @@ class MajorityVote(Aggregator):
         keys = (rows.long()[:, None, None] * n_groups + torch.arange(n_groups, device=votes.device)[:, None]) \
             * n_states + torch.arange(n_states, device=votes.device)
         tied_best = votes == votes.amax(dim=-1, keepdim=True)
-        winner = (tied_best * (1 + _keyed_uniform(self.seed, keys))).argmax(dim=-1)
+        winner = (tied_best * (1 + keyed_uniform(self.seed, keys))).argmax(dim=-1)
         labels = from_groups(nn.functional.one_hot(winner, n_states).to(targets.dtype), self.multilabel)
         return labels, valid.any(dim=1).expand(-1, targets.shape[-1])
 
@@ -142,13 +142,13 @@ class DawidSkene(Aggregator):
         soft = shares / shares.sum(dim=-1, keepdim=True).clamp_min(1)
         posterior = torch.where(labelled[..., None], soft, 1 / shares.shape[-1])
         for _ in range(self.n_iter):
-            confusion, prior = _ds_maximise(posterior, observed, labelled)
-            updated = _ds_posterior(confusion, prior, observed)
+            confusion, prior = ds_maximise(posterior, observed, labelled)
+            updated = ds_posterior(confusion, prior, observed)
             converged = (updated - posterior).abs().max() <= self.tol
             posterior = updated
             if converged:
                 break
-        self.confusion_, self.prior_ = _ds_maximise(posterior, observed, labelled)
+        self.confusion_, self.prior_ = ds_maximise(posterior, observed, labelled)
         return self
 
     def predict_proba(self, targets, mask, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +157,7 @@ class DawidSkene(Aggregator):
         targets, mask = _tensors(targets, mask)
         confusion, prior = self.confusion_.to(targets.device), self.prior_.to(targets.device)
         observed, valid = to_groups(targets.to(confusion.dtype), mask, self.multilabel)
-        posterior = _ds_posterior(confusion, prior, observed)
+        posterior = ds_posterior(confusion, prior, observed)
         return from_groups(posterior, self.multilabel).to(targets.dtype), valid.any(dim=1).expand(-1, targets.shape[-1])
 
     def get_extra_state(self) -> dict:
@@ -201,8 +201,8 @@ def dawid_skene(targets, mask, multilabel: bool, n_iter: int = 50, tol: float = 
     return DawidSkene(multilabel, n_iter, tol).fit_predict_proba(targets, mask)
 
 
-# ----------------------------------------------------------------------------- internals
-def _ds_maximise(posterior: torch.Tensor, observed: torch.Tensor, labelled: torch.Tensor,
+# ----------------------------------------------------------------------------- EM steps and keyed draws
+def ds_maximise(posterior: torch.Tensor, observed: torch.Tensor, labelled: torch.Tensor,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """M-step: confusion[g, m, k, j] ~ sum_n P(true k) * [annotator m said j]; prior = mean posterior."""
     counts = torch.einsum("ngk,nmgj->gmkj", posterior, observed) + _DS_PSEUDO_COUNT
@@ -212,13 +212,13 @@ def _ds_maximise(posterior: torch.Tensor, observed: torch.Tensor, labelled: torc
     return confusion, prior / prior.sum(dim=-1, keepdim=True)
 
 
-def _ds_posterior(confusion: torch.Tensor, prior: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+def ds_posterior(confusion: torch.Tensor, prior: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     """E-step: P(true state k | labels) per sample and group, [N, G, K]; unlabelled samples get the prior."""
     log_joint = prior.log() + torch.einsum("nmgj,gmkj->ngk", observed, confusion.log())
     return torch.softmax(log_joint, dim=-1)
 
 
-def _keyed_uniform(seed: int, keys: torch.Tensor) -> torch.Tensor:
+def keyed_uniform(seed: int, keys: torch.Tensor) -> torch.Tensor:
     """Uniform numbers in [0, 1), each a fixed function of (``seed``, key): a counter-based draw.
 
     An integer hash (two rounds of the 32-bit multiply-xorshift mix) instead

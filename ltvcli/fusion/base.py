@@ -9,10 +9,22 @@ attention, CM's confusion matrices), and records the returned diagnostics.
 Label-only statistics (Dawid-Skene's confusion matrices, the reliability
 vote's prior) are fitted on the whole training split once, in
 :meth:`FusionMethod.fit_labels`, before training.
+
+**The refined labels** of a run are defined by one procedure, the *refinement
+pass*: :meth:`FusionMethod.refine` over the split in fixed, ordered batches of
+the run's batch size, under :func:`batch_statistics` (BatchNorm normalises
+with the batch's own statistics, as in the training step, and updates
+nothing; dropout is off). Training runs it at every epoch end where it can be
+measured or the method needs it, and reports its accuracy; ``ltv
+export-labels`` runs it again on the saved checkpoint, so the labels a user
+exports are the labels training measured (``docs/methods.md``, "Refined
+labels").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,8 +88,21 @@ class FusionMethod(nn.Module):
         self.options = options
         self.label_set_names = label_set_names
 
-    def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
-        """See every training label once before training ([N, M, C] arrays). Default: nothing to fit."""
+    #: Whether the method needs the refinement pass at every epoch end (an EM that re-estimates its labels there),
+    #: even where the training split has no ground truth to measure the labels against.
+    refines_each_epoch: bool = False
+
+    def fit_labels(self, targets: np.ndarray, mask: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """See every training label once before training ([N, M, C] arrays of the dataset ``rows``, default
+        0..N-1). Default: nothing to fit."""
+
+    def before_refinement(self) -> None:
+        """At the end of a complete epoch, before the refinement pass: update what the pass reads. Default: nothing."""
+
+    def after_refinement(self, rows: torch.Tensor, refined: torch.Tensor) -> None:
+        """At the end of a complete epoch: the pass's refined labels [N, C] of the training ``rows``.
+
+        Default: nothing."""
 
     def step(self, model: nn.Module, batch: Batch) -> StepResult:
         """Compute the training loss of ``model`` on ``batch`` (and the refined labels, where defined)."""
@@ -121,12 +146,40 @@ def frozen_forward(model: nn.Module, images: torch.Tensor, text: torch.Tensor | 
     """``model(images, text=text, return_parts=True)`` that leaves every buffer (BN running statistics) as it was.
 
     :meth:`FusionMethod.refine` is used for export and must not change the
-    model; BatchNorm in train mode would otherwise update its statistics.
+    model; BatchNorm in train mode (as under :func:`batch_statistics`) would
+    otherwise update its statistics.
     Gradients still flow to the parameters if the caller enables them.
     """
     net = unwrap(model)
     buffers = {name: buffer.clone() for name, buffer in net.named_buffers()}
     return functional_call(net, buffers, (images,), {"text": text, "return_parts": True})
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """The mode of the refinement pass: BatchNorm normalises with each batch's statistics, dropout is off.
+
+    Learning-to-vote reads features of virtually updated parameters θ̂_m. In
+    eval mode BatchNorm would normalise them with the running statistics of
+    θ, which do not fit θ̂_m: the vote then sees features unlike any it was
+    trained on (on a real crowd, eval-mode export gave labels 2-8 points worse
+    than training measured). With batch statistics the vote sees what it saw in
+    training, and dropout, a training-time noise, stays off, so the pass is a
+    deterministic function of the checkpoint and the batch. The forwards in
+    the pass go through :func:`frozen_forward` (or clone the buffers), so no
+    running statistic changes. The modules' previous modes are restored.
+    """
+    net = unwrap(model)
+    modes = {module: module.training for module in net.modules()}
+    net.eval()
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+    try:
+        yield
+    finally:
+        for module, training in modes.items():
+            module.train(training)
 
 
 class PredictionMethod(FusionMethod):

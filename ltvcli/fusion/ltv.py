@@ -69,10 +69,12 @@ class LearningToVote(FusionMethod):
         return self._vote(model, batch, logits, trunk_output)
 
     def refine(self, model: nn.Module, batch: Batch) -> StepResult:
-        """The vote for export: the same computation, with no parameter, gradient or BN statistic changed.
+        """The vote of the refinement pass: the same computation, with no parameter, gradient or BN statistic changed.
 
-        It runs in the model's current mode (eval mode gives each image a
-        vote independent of its batch mates).
+        The pass runs it under :func:`~ltvcli.fusion.base.batch_statistics`:
+        BatchNorm normalises the virtual features F_m with the batch's own
+        statistics, as in the training step (eval mode's running statistics do
+        not fit θ̂_m and gave a vote unlike the trained one).
         """
         with torch.enable_grad():
             logits, trunk_output, _ = frozen_forward(model, batch.images, batch.text)

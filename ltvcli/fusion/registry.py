@@ -2,7 +2,7 @@
 
 A method is named by ``method`` and, for learning-to-vote, its ``vote``:
 ``("ltv", "paper")`` is the paper's attention vote, ``("ltv", "reliability")``
-the reliability vote. Each entry (:class:`MethodSpec`) holds the method's
+the reliability vote, ``("ltv", "crossfit")`` the cross-fitted vote. Each entry (:class:`MethodSpec`) holds the method's
 options dataclass -- every hyper-parameter once, with its default, help and
 accepted values (:mod:`ltvcli.options`) -- and the dotted path of its class,
 imported only when a method is built: ``ltv train --help`` reads the registry
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ltvcli.console import warn
 from ltvcli.errors import LtvError, OptionError
-from ltvcli.options import NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Options, option
+from ltvcli.options import NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Options, Range, option
 
 if TYPE_CHECKING:
     from ltvcli.fusion.base import FusionMethod
@@ -50,6 +50,21 @@ class ReliabilityOptions(LtvOptions):
     model_evidence: float = option(0.0, "weight (0-1) of the model's own prediction in the posterior of the truth "
                                         "(0: the labels alone; 1: the model replaces the class prior, Raykar et al. "
                                         "2010)", range=UNIT)
+
+
+@dataclass(frozen=True)
+class CrossFitOptions(Options):
+    """The cross-fitted vote: Dawid-Skene × out-of-fold image evidence, re-estimated by EM at every epoch end.
+
+    Defaults from the LabelMe measurements in docs/methods.md.
+    """
+
+    folds: int = option(10, "cross-fit heads (folds of the training rows); head h never trains on fold h",
+                        range=Range(2, None, False, False, "an integer of at least 2"))
+    head_lr_scale: float = option(10.0, "how many times faster than the classifier the heads learn (their logits' "
+                                        "scale under the one Adam learning rate)", range=POSITIVE)
+    head_decay: float = option(0.01, "L2 weight decay of the heads", range=NON_NEGATIVE)
+    seed: int = option(0, "assignment of the training rows to folds")
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,8 @@ METHODS = (
                "learning-to-vote (the paper): a virtual step per label set, a learned vote over their features"),
     MethodSpec("ltv", "reliability", ReliabilityOptions, "ltvcli.fusion.vote:ReliabilityVote", 2,
                "learning-to-vote with a Dawid-Skene prior corrected per sample, trained to seek the truth"),
+    MethodSpec("ltv", "crossfit", CrossFitOptions, "ltvcli.fusion.crossfit:CrossFitVote", 2,
+               "Dawid-Skene times out-of-fold image evidence from cross-fit heads, EM at every epoch end"),
     MethodSpec("single", None, SingleOptions, "ltvcli.fusion.single:SingleLabelSet", 1,
                "one label set, or the labels of an aggregator"),
     MethodSpec("mv", None, TieBreakOptions, "ltvcli.fusion.single:MajorityLabels", 2,

@@ -24,7 +24,7 @@ class AggregatedLabels(PredictionMethod):
 
     aggregator: Aggregator
 
-    def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
+    def fit_labels(self, targets: np.ndarray, mask: np.ndarray, rows: np.ndarray | None = None) -> None:
         """Fit the aggregator on the training split's labels (only Dawid-Skene learns anything)."""
         self.aggregator.fit(targets, mask)
 

@@ -83,7 +83,7 @@ class ReliabilityVote(LearningToVote):
         self.register_buffer("log_prior", torch.zeros(n_groups, n_states))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
-    def fit_labels(self, targets: np.ndarray, mask: np.ndarray) -> None:
+    def fit_labels(self, targets: np.ndarray, mask: np.ndarray, rows: np.ndarray | None = None) -> None:
         """Fit the global reliability (Dawid-Skene confusion matrices and prior) on the training split."""
         fitted = DawidSkene(self.multilabel).fit(targets, mask)
         self.log_confusion.copy_(fitted.confusion_.log())
@@ -178,16 +178,23 @@ class ReliabilityVote(LearningToVote):
         return loss
 
     def label_weights(self, posterior: torch.Tensor, observed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Vote weight of each label set per (sample, class) [B, M, C]: q(what it said) / (#sets that said it · Z).
+        """Vote weight of each label set per (sample, class) [B, M, C]: see :func:`posterior_weights`."""
+        return posterior_weights(posterior, observed, valid, self.multilabel, self.n_classes)
 
-        Z is the posterior mass of the states some set said, so the weights sum
-        to 1 over the label sets wherever any labels; 0 where a set has no label.
-        """
-        said_by = observed.sum(dim=1)  # [B, G, K] label sets per state
-        mass = (posterior * (said_by > 0)).sum(dim=-1).clamp_min(1e-12)  # Z [B, G]
-        share = torch.where(said_by > 0, posterior / said_by.clamp_min(1), torch.zeros_like(posterior))
-        weights = (observed * share[:, None]).sum(dim=-1) / mass[:, None] * valid  # [B, M, G]
-        return weights if self.multilabel else weights.expand(-1, -1, self.n_classes)
+
+def posterior_weights(posterior: torch.Tensor, observed: torch.Tensor, valid: torch.Tensor, multilabel: bool,
+                      n_classes: int) -> torch.Tensor:
+    """Vote weight of each label set per (sample, class) [B, M, C]: q(what it said) / (#sets that said it · Z).
+
+    ``posterior`` is q [B, G, K]. Z is the posterior mass of the states some
+    set said, so the weights sum to 1 over the label sets wherever any labels;
+    0 where a set has no label.
+    """
+    said_by = observed.sum(dim=1)  # [B, G, K] label sets per state
+    mass = (posterior * (said_by > 0)).sum(dim=-1).clamp_min(1e-12)  # Z [B, G]
+    share = torch.where(said_by > 0, posterior / said_by.clamp_min(1), torch.zeros_like(posterior))
+    weights = (observed * share[:, None]).sum(dim=-1) / mass[:, None] * valid  # [B, M, G]
+    return weights if multilabel else weights.expand(-1, -1, n_classes)
 
 
 def _trusted(name: str | None, label_set_names: list[str]) -> int | None:

@@ -2,8 +2,10 @@
 
 Per step :class:`EpochStats` adds the loss and, for methods with a vote, the
 vote weights and their entropy; where the training split has ground truth,
-also the accuracy of the refined labels and the weight on correct vs wrong
-labels (the paper's Tables 2 and 3). Sums stay on the device (no sync per
+also the accuracy of the labels the steps trained on (``step_refined_accuracy``:
+each from the model of its own step) and the weight on correct vs wrong
+labels (the paper's Tables 2 and 3). The run's refined labels are those of
+the epoch-end pass (:mod:`ltvcli.train.refinement`). Sums stay on the device (no sync per
 step) and are reduced over ranks once per epoch. :func:`vote_warning` says
 when a vote has stopped choosing between label sets.
 """
@@ -59,12 +61,7 @@ class EpochStats:
             self._add(f"n_{key}", chosen.sum((0, 2)))
 
     def _add_refined_accuracy(self, refined: torch.Tensor, truth: torch.Tensor, truth_mask: torch.Tensor) -> None:
-        if self.multilabel:
-            valid = truth_mask & refined.isfinite()
-            correct = ((refined >= 0.5) == (truth >= 0.5)) & valid
-        else:
-            valid = truth_mask.any(1) & refined.isfinite().all(1)
-            correct = (refined.argmax(1) == truth.argmax(1)) & valid
+        correct, valid = refined_hits(refined, truth, truth_mask, self.multilabel)
         self._add("refined_correct", correct.sum())
         self._add("refined_count", valid.sum())
 
@@ -91,7 +88,7 @@ class EpochStats:
                 means = {name: out[f"weight_{name}"] for name in label_set_names}
                 out["vote_warning"] = vote_warning(means, out["vote_entropy"])
         if "refined_count" in sums:
-            out["refined_accuracy"] = ratio(sums["refined_correct"], sums["refined_count"])
+            out["step_refined_accuracy"] = ratio(sums["refined_correct"], sums["refined_count"])
         if "n_correct" in sums:
             for key in ("correct", "wrong"):
                 out[f"weight_{key}"] = ratio(sums[f"w_{key}"].sum(), sums[f"n_{key}"].sum())
@@ -104,6 +101,20 @@ class EpochStats:
 
     def load_state_dict(self, state: dict) -> None:
         self.sums, self.seconds = dict(state["sums"]), float(state["seconds"])
+
+
+def refined_hits(refined: torch.Tensor, truth: torch.Tensor, truth_mask: torch.Tensor,
+                 multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which binarised refined labels [N, C] agree with ``truth``, and which can be scored (both as bool masks).
+
+    Multi-label: per (image, class) entry, at 0.5; multi-class: per image, the arg max. NaN (nothing labelled)
+    is not scored.
+    """
+    if multilabel:
+        valid = truth_mask & refined.isfinite()
+        return ((refined >= 0.5) == (truth >= 0.5)) & valid, valid
+    valid = truth_mask.any(1) & refined.isfinite().all(1)
+    return (refined.nan_to_num(-1.0).argmax(1) == truth.argmax(1)) & valid, valid
 
 
 #: A vote has collapsed when one label set's mean weight exceeds this.

@@ -1,41 +1,43 @@
 """Refined labels of a trained run (``ltv export-labels RUN DATASET``): what the method would train each image on.
 
 For every image of the chosen splits and every class: the refined soft label
-ȳ, its binarisation ỹ and the vote weight of each label set, computed by
-``method.refine(model, batch)`` with the run's best (or last) checkpoint.
-The model is in eval mode, so an image's refined label does not depend on
-which other images share its batch. The table's layout is
-:mod:`ltvcli.fusion.table` (one row per image and class); weights given per
-sample ([B, M]) are repeated for each class, and methods with no vote (CM,
-single, mv) have NaN weights. Label-only fusion, without a run, is
-:mod:`ltvcli.fusion.labelonly`.
+ȳ, its binarisation ỹ and the vote weight of each label set, computed by the
+refinement pass (:mod:`ltvcli.train.refinement`) with the run's best (or
+last) checkpoint: the procedure training measured its ``refined_accuracy``
+with, over the same batches (each split in order, the run's batch size), so
+the train split's labels are the ones training reported for that epoch.
+The table's layout is :mod:`ltvcli.fusion.table` (one row per image and
+class); weights given per sample ([B, M]) are repeated for each class, and
+methods with no vote (CM, single, mv) have NaN weights. Label-only fusion,
+without a run, is :mod:`ltvcli.fusion.labelonly`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ltvcli.atomic import check_table_path, write_table
 from ltvcli.console import track
 from ltvcli.dataset import Dataset
+from ltvcli.fusion.base import Batch
 from ltvcli.fusion.table import refined_table
 from ltvcli.outputs import REFINED_LABELS, check_output
 from ltvcli.runs.predict import open_run, run_text_embeddings
-from ltvcli.runtime.device import autocast, resolve_device
+from ltvcli.runtime.device import resolve_device
 from ltvcli.runtime.inputs import model_inputs
-from ltvcli.runtime.loader import ordered_batches
 from ltvcli.train.data import DeviceLabels
 from ltvcli.train.method import build_method
+from ltvcli.train.refinement import pass_batches, refinement_pass
 
 EXPORT_SPLITS = ("train", "validate", "test")
 
 
 def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("train",), checkpoint: str = "best",
-                   device: str = "auto", batch_size: int = 64) -> pd.DataFrame:
+                   device: str = "auto") -> pd.DataFrame:
     """The refined labels of ``run`` on ``dataset`` (long layout, see the module docstring)."""
     target = resolve_device(device)
     model, record, state = open_run(run, checkpoint, target)
@@ -45,21 +47,12 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
     method.eval()
     rows = np.concatenate([dataset.indices(split) for split in splits])
     labels = DeviceLabels(dataset, target, run_text_embeddings(record, dataset, rows))
-    batches = ordered_batches(rows, batch_size)
-    refined, binarised, weights = [], [], []
-    n_sets, n_classes = len(dataset.label_set_names), len(dataset.classes)
+    batches = [batch for split in splits for batch in pass_batches(dataset.indices(split), record.config.batch_size)]
+    inputs = model_inputs(dataset, record.config.input, target)
     with track(len(batches), "refining labels") as advance:
-        for batch_rows, index, inputs in model_inputs(dataset, record.config.input, target).batches(batches):
-            batch = labels.batch(index, inputs)
-            with autocast(target):
-                result = method.refine(model, batch)
-            size = len(batch_rows)
-            refined.append(_per_class(result.refined, size, n_classes))
-            binarised.append(_per_class(result.binarised, size, n_classes))
-            weights.append(_weights(result.weights, size, n_sets, n_classes))
-            advance(1)
-    return refined_table(dataset.image_ids[rows], dataset.classes, np.concatenate(refined), np.concatenate(binarised),
-                         np.concatenate(weights), dataset.label_set_names)
+        result = refinement_pass(model, method, _tracked(inputs.batches(batches), labels, advance), len(rows), target)
+    return refined_table(dataset.image_ids[rows], dataset.classes, result.refined.cpu().numpy(),
+                         result.binarised.cpu().numpy(), result.weights.cpu().numpy(), dataset.label_set_names)
 
 
 def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...] = ("train",),
@@ -75,16 +68,8 @@ def export_labels(run: Path, dataset: Dataset, out: Path, splits: tuple[str, ...
     return frame
 
 
-def _per_class(values: torch.Tensor | None, size: int, n_classes: int) -> np.ndarray:
-    """[B, C] float array; NaN where the method gives no value."""
-    if values is None:
-        return np.full((size, n_classes), np.nan, dtype=np.float32)
-    return values.detach().float().cpu().numpy()
-
-
-def _weights(weights: torch.Tensor | None, size: int, n_sets: int, n_classes: int) -> np.ndarray:
-    """Vote weights as [B, M, C]: per-sample weights repeated over classes, NaN without a vote."""
-    if weights is None:
-        return np.full((size, n_sets, n_classes), np.nan, dtype=np.float32)
-    w = weights.detach().float().cpu().numpy()
-    return np.repeat(w[:, :, None], n_classes, axis=2) if w.ndim == 2 else w
+def _tracked(batches: Iterator, labels: DeviceLabels, advance: Callable[[int], None]) -> Iterator[Batch]:
+    """The model inputs' batches, assembled on the device, each counted on the progress bar once refined."""
+    for _, index, inputs in batches:
+        yield labels.batch(index, inputs)
+        advance(1)

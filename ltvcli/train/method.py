@@ -23,5 +23,5 @@ def build_method(config: TrainConfig, dataset: Dataset) -> FusionMethod:
                          options=config.method_options)
     targets, mask = dataset.targets()
     train = dataset.indices("train")
-    fusion.fit_labels(targets[train], mask[train])
+    fusion.fit_labels(targets[train], mask[train], train)
     return fusion

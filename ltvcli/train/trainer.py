@@ -8,11 +8,13 @@ report embeddings (``Batch.text``), which the methods pass to the model. With
 ``input`` features the model is a head on the dataset's feature vectors
 (:mod:`ltvcli.heads`), which stay on the device for the whole run.
 
-Per epoch it scores the validation split (:mod:`ltvcli.train.validation`),
-keeps the best checkpoint (:mod:`ltvcli.train.checkpoint`), records the
-method's diagnostics (:mod:`ltvcli.train.diagnostics`) and shows its progress
-(:mod:`ltvcli.train.progress`). The run folder's record is written before the
-first step (:class:`~ltvcli.runs.record.RunRecord`).
+Per epoch it runs the refinement pass over the training split where the
+split has ground truth or the method needs it (:mod:`ltvcli.train.refinement`;
+its accuracy is the ``refined_accuracy`` that export reproduces), scores the
+validation split (:mod:`ltvcli.train.validation`), keeps the best checkpoint
+(:mod:`ltvcli.train.checkpoint`), records the method's diagnostics
+(:mod:`ltvcli.train.diagnostics`) and shows its progress (:mod:`ltvcli.train.progress`). The run
+folder's record is written before the first step (:class:`~ltvcli.runs.record.RunRecord`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from ltvcli.train.data import DeviceLabels
 from ltvcli.train.diagnostics import EpochStats, ratio
 from ltvcli.train.method import build_method
 from ltvcli.train.progress import LiveView
+from ltvcli.train.refinement import accuracy, pass_batches, refinement_pass
 from ltvcli.train.validation import Validator
 
 
@@ -288,6 +291,9 @@ class Trainer:
         """Validate, record, keep the best checkpoint, and move to the next epoch if this one is complete."""
         pos = self.position
         summary = self.stats.summary(self.dataset.label_set_names)
+        refined = self._refine(complete)
+        if refined is not None:
+            summary["refined_accuracy"] = refined
         metric = self.validator.score(self.model, self.inputs, self.config.workers) if self.validator.scorable \
             else math.nan
         improved = (not self.validator.scorable) or (
@@ -313,6 +319,32 @@ class Trainer:
         if improved:
             self._save("best")
         self._save("last")
+
+    def _refine(self, complete: bool) -> float | None:
+        """The epoch-end refinement pass over the training split; its labels' accuracy (None where unmeasured).
+
+        It runs where the split has ground truth or the method re-estimates its
+        labels each epoch. At the end of a complete epoch the method updates
+        itself around it (an EM's M- and E-step); a partial epoch (a step
+        limit) only measures, so a resumed run continues exactly as one that
+        never stopped.
+        """
+        if not (self.with_truth or self.method.refines_each_epoch):
+            return None
+        if complete:
+            self.method.before_refinement()
+        world = distributed.world_size()
+        batches = [shard(b, distributed.rank(), world)
+                   for b in pass_batches(self.train_rows, self.config.batch_size, world)]
+        inputs = self.inputs.batches(batches, workers=self.config.workers)
+        result = refinement_pass(self.model, self.method, (self.labels.batch(index, x) for _, index, x in inputs),
+                                 len(self.train_rows), self.device)
+        if complete:
+            self.method.after_refinement(result.rows, result.refined)
+        if not self.with_truth:
+            return None
+        return accuracy(result, self.labels.truth[result.rows], self.labels.truth_mask[result.rows],
+                        self.dataset.is_multilabel)
 
     def _log_epoch(self, record: dict) -> None:
         metric = record[f"val_{self.validator.metric}"]
