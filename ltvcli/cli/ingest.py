@@ -97,7 +97,7 @@ def mimic(
                            size=size, views=_names(views), uncertain=_names(uncertain), blank=blank,
                            ground_truth=ground_truth, reports=reports, image_format=image_format, workers=workers,
                            strict=strict, missing_labels=missing_labels, device=device, force=force,
-                         features=features, feature_ids=feature_ids)
+                           features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -132,7 +132,7 @@ def openi(
     dataset = ingest_openi(reports=reports, images=_image_root(images, no_images), out=out, projections=projections,
                            views=_names(views), ground_truth=ground_truth, mesh_map=mesh_map, size=size,
                            workers=workers, strict=strict, device=device, force=force,
-                         features=features, feature_ids=feature_ids)
+                           features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -217,7 +217,7 @@ def chexpert(
                               ground_truth=ground_truth, readers=readers, views=_names(views),
                               uncertain=_names(uncertain), blank=blank, val_fraction=val_fraction, seed=seed,
                               size=size, workers=workers, strict=strict, device=device, force=force,
-                         features=features, feature_ids=feature_ids)
+                              features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
@@ -267,7 +267,7 @@ def table(
                            ignore=ignore, group=group, uncertain=_names(uncertain), channels=channels, size=size,
                            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, workers=workers,
                            strict=strict, device=device, force=force,
-                         features=features, feature_ids=feature_ids)
+                           features=features, feature_ids=feature_ids)
     _done(dataset)
 
 
