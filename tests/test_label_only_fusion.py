@@ -83,7 +83,7 @@ def accuracy(labels: np.ndarray, truth: np.ndarray) -> float:
 def test_dawid_skene_beats_the_majority_when_one_labeller_is_adversarial(cli, tmp_path, adversarial):
     dataset, truth = adversarial
     fused = {}
-    for aggregator in ("majority", "soft_mean", "dawid_skene", "reliability"):
+    for aggregator in ("majority", "soft_mean", "dawid_skene", "reliability", "crossfit"):
         out = tmp_path / f"{aggregator}.csv"
         cli("export-labels", dataset, "--aggregator", aggregator, "--out", out)
         fused[aggregator] = read_export(out)
@@ -97,6 +97,8 @@ def test_dawid_skene_beats_the_majority_when_one_labeller_is_adversarial(cli, tm
     assert accuracy(wide(fused["reliability"], "binarised") >= 0.5, truth) == accuracy(ds, truth)
     weights = fused["reliability"][["weight_good1", "weight_good2", "weight_adversary"]].mean()
     assert weights["weight_adversary"] < 0.05 and weights["weight_good1"] > 0.4 and weights["weight_good2"] > 0.4
+    # the cross-fitted vote without images: the Dawid-Skene posterior it starts training from
+    pd.testing.assert_frame_equal(fused["crossfit"], fused["dawid_skene"])
     # soft mean: the vote share of the three; at 0.5 it is the majority
     np.testing.assert_array_equal(wide(fused["soft_mean"], "binarised"), mv)
     assert set(np.unique(wide(fused["soft_mean"], "refined")).round(3)) <= {0.0, 0.333, 0.667, 1.0}

@@ -42,7 +42,8 @@ from ltvcli.dataset.labelsets import listing, select_label_sets
 from ltvcli.errors import LtvError, OptionError
 from ltvcli.fusion.aggregators import make_aggregator
 from ltvcli.fusion.base import as_refined
-from ltvcli.fusion.registry import LABEL_ONLY_FUSIONS, NO_LABEL_ONLY_PART, ReliabilityOptions, make_method
+from ltvcli.fusion.registry import (LABEL_ONLY_ALIASES, LABEL_ONLY_FUSIONS, NO_LABEL_ONLY_PART,
+                                    ReliabilityOptions, make_method)
 from ltvcli.fusion.table import refined_table
 from ltvcli.outputs import REFINED_LABELS, check_output
 
@@ -74,7 +75,8 @@ def fuse_labels(dataset: Dataset, aggregator: str = "dawid_skene", *, splits: Se
             refined, binarised, weights = vote.label_vote(targets, mask)
         weights = weights.numpy()
     else:
-        fusion = make_aggregator(aggregator, names, multilabel=dataset.is_multilabel, seed=seed,
+        fusion = make_aggregator(LABEL_ONLY_ALIASES.get(aggregator, aggregator), names,
+                                 multilabel=dataset.is_multilabel, seed=seed,
                                  parameter="aggregator")
         labels, valid = fusion.fit(targets, mask).predict_proba(targets, mask, torch.from_numpy(rows))
         refined, binarised = as_refined(labels, valid, dataset.is_multilabel)

@@ -136,7 +136,10 @@ VOTES = tuple(spec.vote for spec in METHODS if spec.vote)
 #: Label-only fusions (``ltv export-labels DATASET --aggregator NAME``, :mod:`ltvcli.fusion.labelonly`): the
 #: aggregators, and the label-only part of the reliability vote. The paper's vote has none (its weights come
 #: from image features), and :data:`NO_LABEL_ONLY_PART` says so to whoever asks for it.
-LABEL_ONLY_FUSIONS = ("majority", "soft_mean", "dawid_skene", "reliability")
+LABEL_ONLY_FUSIONS = ("majority", "soft_mean", "dawid_skene", "reliability", "crossfit")
+#: Votes whose label-only part is an aggregator: the cross-fitted vote without image evidence is the
+#: Dawid-Skene posterior it starts every training from (its first epoch's targets).
+LABEL_ONLY_ALIASES = {"crossfit": "dawid_skene"}
 NO_LABEL_ONLY_PART = ("the paper's vote has no label-only part: its weights come from each label set's image "
                       "features, and without images every weight is equal, which is the soft mean binarised at T; "
                       "ltv's label-only fusion is reliability (the reliability vote's Dawid-Skene posterior), or "
