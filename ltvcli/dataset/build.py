@@ -95,6 +95,18 @@ def hold_out(n: int, fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)[:round(n * fraction)]
 
 
+def draw_splits(units: list[str], test_fraction: float, val_fraction: float, seed: int) -> dict[str, str]:
+    """A seeded split of ``units`` (patients, groups or images): ``test_fraction`` test, ``val_fraction``
+    validate, the rest train. Units, not images, are drawn so that one patient's images share a split."""
+    n = len(units)
+    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    order = np.random.default_rng(seed).permutation(n)
+    split_of = dict.fromkeys(units, "train")
+    split_of.update({units[i]: "test" for i in order[:n_test]})
+    split_of.update({units[i]: "validate" for i in order[n_test:n_test + n_val]})
+    return split_of
+
+
 def _full_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
     frame = manifest.copy()
     for column in MANIFEST_COLUMNS:

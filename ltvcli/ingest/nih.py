@@ -33,6 +33,7 @@ import pandas as pd
 from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, build_dataset
+from ltvcli.dataset.build import draw_splits
 from ltvcli.dataset.format import RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, RAW_UNCERTAIN
 from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_from_raw, parse_reader_value,
                                       parse_truth_code, raw_to_truth, uncertainty_policies)
@@ -407,10 +408,10 @@ def _splits(table: pd.DataFrame, google: list[GoogleFile], train_val_list: Path 
         if moved:
             log(f"{moved} image(s) of expert-labelled patients follow Google's split instead of the official lists")
         train = [p for p, o in dict.fromkeys(zip(patients, official)) if o == "train" and p not in expert]
-        held_out = _draw(list(dict.fromkeys(train)), 0.0, val_fraction, seed)
+        held_out = draw_splits(list(dict.fromkeys(train)), 0.0, val_fraction, seed)
         return [expert.get(p) or (held_out[p] if o == "train" else "test") for p, o in zip(patients, official)]
     free = [p for p in dict.fromkeys(patients) if p not in expert]
-    split_of = {**_draw(free, test_fraction, val_fraction, seed), **expert}
+    split_of = {**draw_splits(free, test_fraction, val_fraction, seed), **expert}
     return [split_of[p] for p in patients]
 
 
@@ -452,14 +453,3 @@ def _official(table: pd.DataFrame, train_val_list: Path, test_list: Path) -> lis
         raise LtvError(f"{test_list.name} and {train_val_list.name} do not list {count} image(s) (first: {first!r}); "
                        "the official lists cover every ChestX-ray14 image")
     return ["test" if image in test else "train" for image in table["image"]]
-
-
-def _draw(units: list[str], test_fraction: float, val_fraction: float, seed: int) -> dict[str, str]:
-    """A seeded split of ``units`` (patients): ``test_fraction`` test, ``val_fraction`` validate, the rest train."""
-    n = len(units)
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    order = np.random.default_rng(seed).permutation(n)
-    split_of = dict.fromkeys(units, "train")
-    split_of.update({units[i]: "test" for i in order[:n_test]})
-    split_of.update({units[i]: "validate" for i in order[n_test:n_test + n_val]})
-    return split_of

@@ -35,6 +35,7 @@ import pandas as pd
 from ltvcli import csvio
 from ltvcli.console import log, warn
 from ltvcli.dataset import Dataset, DatasetSpec, LabelSet, build_dataset
+from ltvcli.dataset.build import draw_splits
 from ltvcli.dataset.format import MISSING, RAW_MISSING, RAW_NEGATIVE, RAW_POSITIVE, SPLITS, TASKS
 from ltvcli.dataset.labelsets import (READER_VALUES, TRUTH_VALUES, label_sets_from_raw, parse_reader_value,
                                       parse_truth_code, raw_to_truth, uncertainty_policies)
@@ -448,14 +449,10 @@ def _splits(table: Table, group: str | None, val_fraction: float, test_fraction:
                                           "to less than 1")
     units = groups if groups is not None else table.images
     names = list(dict.fromkeys(units))  # images, or groups in order of first appearance
-    n = len(names)
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    order = np.random.default_rng(seed).permutation(n)
-    split_of = dict.fromkeys(names, "train")
-    split_of.update({names[i]: "test" for i in order[:n_test]})
-    split_of.update({names[i]: "validate" for i in order[n_test:n_test + n_val]})
+    split_of = draw_splits(names, test_fraction, val_fraction, seed)
     if groups is not None:
-        log(f"random split over {n} group(s) of column {group!r}: {n_test} test, {n_val} validate")
+        n_test, n_val = (list(split_of.values()).count(name) for name in ("test", "validate"))
+        log(f"random split over {len(names)} group(s) of column {group!r}: {n_test} test, {n_val} validate")
     return [split_of[unit] for unit in units]
 
 
