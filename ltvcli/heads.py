@@ -48,7 +48,7 @@ from torch import nn
 
 from ltvcli.backbones import HEADS
 from ltvcli.errors import OptionError
-from ltvcli.models import TEXT_FEATURES
+from ltvcli.models import TEXT_FEATURES, with_text
 
 #: Standard deviations below this are taken as this (a constant feature is left at 0, not blown up).
 MIN_SD = 1e-6
@@ -104,14 +104,7 @@ class FeatureNet(nn.Module):
 
     def last_stage(self, h: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """F: the hidden layer's activation (mlp) or the standardised input (linear), with the text MLP's output."""
-        f = self.body(h)
-        if self.text_mlp is None:
-            if text is not None:
-                raise ValueError("this head has no text branch (built without text_dim), but text was given")
-            return f
-        if text is None:
-            raise ValueError(f"this head reads a {self.text_dim}-dim report embedding per image; text is missing")
-        return torch.cat((f, self.text_mlp(text).to(f.dtype)), dim=1)
+        return with_text(self.body(h), text, self.text_mlp, self.text_dim, "head")
 
     def features(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         return self.last_stage(self.trunk(x), text)

@@ -34,6 +34,18 @@ from ltvcli.errors import LtvError, OptionError
 TEXT_FEATURES = 512
 
 
+def with_text(f: torch.Tensor, text: torch.Tensor | None, text_mlp: nn.Module | None, text_dim: int | None,
+              kind: str) -> torch.Tensor:
+    """F joined with the text MLP's output: a network built with a text branch needs the report embedding,
+    one built without refuses it (the two would otherwise disagree silently about F's size)."""
+    if text_mlp is None:
+        if text is not None:
+            raise ValueError(f"this {kind} has no text branch (built without text_dim), but text was given")
+        return f
+    if text is None:
+        raise ValueError(f"this {kind} reads a {text_dim}-dim report embedding per image; text is missing")
+    return torch.cat((f, text_mlp(text).to(f.dtype)), dim=1)
+
 class LtvNet(nn.Module):
     """Trunk -> last stage -> GAP (+ text MLP) -> FC, with each part callable on its own."""
 
@@ -56,13 +68,7 @@ class LtvNet(nn.Module):
     def last_stage(self, h: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """F from the trunk output h: GAP of layer4, concatenated with the text MLP's output when there is text."""
         f = torch.flatten(nn.functional.adaptive_avg_pool2d(self.last(h), 1), 1)
-        if self.text_mlp is None:
-            if text is not None:
-                raise ValueError("this model has no text branch (built without text_dim), but text was given")
-            return f
-        if text is None:
-            raise ValueError(f"this model reads a {self.text_dim}-dim report embedding per image; text is missing")
-        return torch.cat((f, self.text_mlp(text).to(f.dtype)), dim=1)
+        return with_text(f, text, self.text_mlp, self.text_dim, "model")
 
     def features(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         return self.last_stage(self.trunk(x), text)

@@ -208,29 +208,25 @@ def chexpert(w: World, out: Path, *extra, train: Path | None = None, valid: Path
             "--images", images or w.chexpert, "--out", out, "--size", "8", "--workers", "0", *extra]
 
 
-def broken_dataset(w: World, d: Path, file: str, data: bytes | None = None, *, truncate: bool = False) -> Path:
-    """A copy of the world's dataset with one file replaced by ``data``, truncated, or (data None) deleted."""
-    ds = copy(w.dataset, d / "ds")
-    target = ds / file
+def broken_copy(source: Path, dest: Path, file: str, data: bytes | None = None, *, truncate: bool = False) -> Path:
+    """A copy of the folder ``source`` with one file replaced by ``data``, truncated, or (data None) deleted."""
+    folder = copy(source, dest)
+    target = folder / file
     if truncate:
         target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
     elif data is None:
         target.unlink()
     else:
         target.write_bytes(data)
-    return ds
+    return folder
+
+
+def broken_dataset(w: World, d: Path, file: str, data: bytes | None = None, *, truncate: bool = False) -> Path:
+    return broken_copy(w.dataset, d / "ds", file, data, truncate=truncate)
 
 
 def broken_run(w: World, d: Path, file: str, data: bytes | None = None, *, truncate: bool = False) -> Path:
-    run = copy(w.run, d / "run")
-    target = run / file
-    if truncate:
-        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
-    elif data is None:
-        target.unlink()
-    else:
-        target.write_bytes(data)
-    return run
+    return broken_copy(w.run, d / "run", file, data, truncate=truncate)
 
 
 def user_folder(d: Path) -> Path:
