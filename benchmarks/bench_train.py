@@ -1,6 +1,7 @@
-"""Training throughput, side by side: plain step, LTV (all / last), the naive LTV loop, and a whole epoch.
+"""Training throughput, side by side: plain step, LTV (all / last), the naive LTV loop, the cross-fitted vote, and a
+whole epoch.
 
-Rows 1-4 are the loop's own ``train_step`` (autocast, backward, the method's
+Rows 1-6 are the loop's own ``train_step`` (autocast, backward, the method's
 gradient averaging, Adam) on one batch already on the device, so they
 measure the model-side cost of each method:
 
@@ -9,9 +10,12 @@ measure the model-side cost of each method:
 * ``ltv-last``  learning-to-vote, ``--meta-scope last`` (layer4 + FC only);
 * ``naive``     the same vote and loss, but the M virtual models built the
                 obvious way: a deepcopy per label set with its own forward,
-                backward and SGD step, then its feature forward.
+                backward and SGD step, then its feature forward;
+* ``crossfit``  the cross-fitted vote (the default), its heads on the frozen
+                network as built (``initial``: one more forward, no backward)
+                or on the classifier's feature (``trained``).
 
-Row 5 trains real epochs of ``--method single`` with :class:`Trainer` on a
+Row 7 trains real epochs of ``--method single`` with :class:`Trainer` on a
 generated dataset folder (memory-mapped uint8 cache, prefetch thread, device
 labels, diagnostics) and compares its img/s with the ``plain`` step: a ratio
 near 1.0 means the data path is hidden behind the compute.
@@ -80,13 +84,23 @@ def label_set_names(m: int) -> list[str]:
     return [f"set{i}" for i in range(m)]
 
 
-def make_methods(n_sets: int) -> dict[str, FusionMethod]:
+def make_methods(n_sets: int, batch: int) -> dict[str, FusionMethod]:
     shape = {"n_label_sets": n_sets, "n_classes": N_CLASSES, "multilabel": True, "label_set_names": label_set_names(n_sets)}
+
+    def crossfit(evidence: str) -> FusionMethod:
+        """The cross-fitted vote, its table fitted on random labels of the batch's rows (0..batch-1)."""
+        method = make_method("ltv", **shape, options={"vote": "crossfit", "evidence": evidence})
+        said = (np.random.default_rng(0).random((batch, n_sets, N_CLASSES)) < 0.3).astype(np.float32)
+        method.fit_labels(said, np.ones_like(said, dtype=bool))
+        return method
+
     return {
         "plain": make_method("single", **shape, options={"label_set": "set0"}),
         "ltv-all": make_method("ltv", **shape, options={"meta_scope": "all"}),
         "ltv-last": make_method("ltv", **shape, options={"meta_scope": "last"}),
         "naive": NaiveVote(n_sets, N_CLASSES, True, LtvOptions(meta_scope="all"), label_set_names(n_sets)),
+        "crossfit (initial)": crossfit("initial"),
+        "crossfit (trained)": crossfit("trained"),
     }
 
 
@@ -113,12 +127,14 @@ class StepRow(Row):
         before = _allocated(device)
         model = build_model(args.arch, N_CLASSES, in_channels=1, image_size=args.size).to(device)
         self.model = model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+        method.attach(self.model)  # the cross-fitted vote keeps a frozen copy of the network as built
         self.method = method.to(device)
         images = torch.rand(args.batch, 1, args.size, args.size, device=device)
         targets = (torch.rand(args.batch, args.label_sets, N_CLASSES, device=device) < 0.3).float()
         mask = torch.rand(args.batch, args.label_sets, N_CLASSES, device=device) > 0.1
         self.batch = Batch(images, targets, mask, torch.arange(args.batch, device=device))
-        self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.method.parameters()], lr=1e-4)
+        trained = [p for p in self.method.parameters() if p.requires_grad]  # as the Trainer: no frozen copy
+        self.optimizer = torch.optim.Adam([*self.model.parameters(), *trained], lr=1e-4)
         self.steps(args.warmup)
         self.resident = _allocated(device) - before  # model, optimizer state and batch, kept between steps
 
@@ -222,7 +238,7 @@ def main() -> None:
 
     with deterministic(), tempfile.TemporaryDirectory() as tmp:
         rows: dict[str, Row] = {
-            name: StepRow(method, args, device) for name, method in make_methods(args.label_sets).items()}
+            name: StepRow(method, args, device) for name, method in make_methods(args.label_sets, args.batch).items()}
         rows["epoch from cache (single)"] = EpochRow(args, device, Path(tmp))
         for _ in range(args.repeats):  # interleaved, so every row sees the same moments of a shared machine
             for row in rows.values():

@@ -809,6 +809,9 @@ def table_reader_cases() -> list[Case]:
         Case("train: --vote crossfit with a negative head decay", lambda w, d: Call(
             ["train", w.dataset, "--out", d / "run", "--epochs", "1", *TRAIN_FAST, "--head-decay", "-1"],
             ["--head-decay -1.0", "non-negative"])),
+        Case("train: --vote crossfit with unknown evidence", lambda w, d: Call(
+            ["train", w.dataset, "--out", d / "run", "--epochs", "1", *TRAIN_FAST, "--evidence", "pixels"],
+            ["--evidence", "pixels"])),
         Case("train: --resume of a run whose last.pt is cut in half", lambda w, d: Call(
             ["train", w.dataset, "--out", broken_run(w, d, "last.pt", truncate=True), "--resume", "--method", "mv",
              "--epochs", "2", "--workers", "0", *TRAIN_FAST], ["last.pt"])),

@@ -103,7 +103,8 @@ def test_smoke_run_writes_every_table_without_the_codec_packages(tmp_path):
 
     for batch in (4, 8):  # the smoke sizes stand in for batch 32 and 128
         rows = markdown_table(tables, f"| row (tiny, 32 px, batch {batch}, M = 4, fp32) |")
-        assert list(rows) == ["plain", "ltv-all", "ltv-last", "naive", "epoch from cache (single)"]
+        assert list(rows) == ["plain", "ltv-all", "ltv-last", "naive", "crossfit (initial)", "crossfit (trained)",
+                              "epoch from cache (single)"]
         assert all(number(cells[0]) > 0 for cells in rows.values())
         assert rows["plain"][1] == "1.00" and rows["naive"][2] == "1.00"
         assert all(cells[3] == "" for cells in rows.values())  # no CUDA memory on the CPU

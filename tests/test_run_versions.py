@@ -72,6 +72,29 @@ def test_a_version_1_run_exports_predicts_and_evaluates_as_before(cli, tmp_path,
         pd.testing.assert_frame_equal(new, old)
 
 
+def test_a_version_3_crossfit_run_is_read_as_it_was_trained(cli, tmp_path, data):
+    """Before version 4 the cross-fitted vote's heads read the classifier's feature (``evidence`` trained) and
+    had no temperature; such a run exports, predicts and evaluates as a run of today with T = 1 does."""
+    crossfit = ("--method", "ltv", "--vote", "crossfit", "--evidence", "trained")
+    run = tmp_path / "run"
+    cli("train", data.path, "--out", run, *crossfit, "--epochs", "1", *TRAIN_FAST)
+    for which in ("best", "last"):  # today's run with T = 1
+        state = torch.load(run / f"{which}.pt", weights_only=True)
+        state["method"]["log_temperature"] = torch.zeros(())
+        torch.save(state, run / f"{which}.pt")
+    today = outputs(cli, run, data, tmp_path / "today")
+    record = json.loads((run / "config.json").read_text())
+    del record["options"]["evidence"], record["method_options"]["evidence"]
+    (run / "config.json").write_text(json.dumps({**record, "version": 3}))
+    for which in ("best", "last"):  # the checkpoint of a version 3 run: no temperature
+        state = torch.load(run / f"{which}.pt", weights_only=True)
+        del state["method"]["log_temperature"]
+        torch.save(state, run / f"{which}.pt")
+    before = outputs(cli, run, data, tmp_path / "before")
+    for new, old in zip(today, before):
+        pd.testing.assert_frame_equal(new, old)
+
+
 def test_a_version_1_run_resumes_exactly(cli, tmp_path, data):
     method = ("--method", "single", "--label-set", "dawid_skene")
     reference, run = tmp_path / "reference", tmp_path / "run"
@@ -80,7 +103,7 @@ def test_a_version_1_run_resumes_exactly(cli, tmp_path, data):
     as_version_1(run)
     cli("train", data.path, "--out", run, *method, "--epochs", "2", "--resume", *TRAIN_FAST)
     record = json.loads((run / "config.json").read_text())
-    assert record["version"] == 3 and record["method_options"] == {"seed": 0, "label_set": "dawid_skene"}
+    assert record["version"] == 4 and record["method_options"] == {"seed": 0, "label_set": "dawid_skene"}
     mine, theirs = (torch.load(folder / "last.pt", weights_only=True)["model"] for folder in (run, reference))
     assert all(torch.equal(mine[name], theirs[name]) for name in theirs)
     metrics = [pd.read_csv(folder / "metrics.csv").drop(columns="img_per_s") for folder in (run, reference)]
@@ -89,7 +112,7 @@ def test_a_version_1_run_resumes_exactly(cli, tmp_path, data):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda record, state: record.update(version=7), "record version 7 is not supported (this ltv reads versions 1 "
-                                                     "to 3)"),
+                                                     "to 4)"),
     (lambda record, state: record.update(kind="refine"), "not an ltv run folder (its config.json is a refine record)"),
     (lambda record, state: state.update(format=9), "checkpoint format 9 is not supported"),
 ])

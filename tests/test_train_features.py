@@ -85,7 +85,7 @@ def test_every_method_trains_on_features_and_its_run_exports_predicts_evaluates(
     run = tmp_path / "run"
     cli("train", both.path, "--out", run, "--input", "features", "--method", *method, "--epochs", "2", *FAST)
     record = json.loads((run / "config.json").read_text())
-    assert record["version"] == 3 and record["options"]["input"] == "features"
+    assert record["version"] == 4 and record["options"]["input"] == "features"
     assert record["features"]["dim"] == 8 and record["features"]["model"] == "f.npz"
     state = torch.load(run / "best.pt", weights_only=True)["model"]
     assert set(state) == {"mean", "scale", "fc.weight", "fc.bias"}  # a linear head, not a CNN

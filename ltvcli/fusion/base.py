@@ -96,6 +96,14 @@ class FusionMethod(nn.Module):
         """See every training label once before training ([N, M, C] arrays of the dataset ``rows``, default
         0..N-1). Default: nothing to fit."""
 
+    def attach(self, model: nn.Module) -> None:
+        """Meet the classifier as built, before any training step or checkpoint load. Default: nothing.
+
+        A method that keeps something of the untrained network (the cross-fitted
+        vote's frozen copy) takes it here; its checkpoint state then restores
+        what it took, so a resume or an export gets the original back.
+        """
+
     def before_refinement(self) -> None:
         """At the end of a complete epoch, before the refinement pass: update what the pass reads. Default: nothing."""
 

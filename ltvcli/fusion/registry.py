@@ -61,6 +61,9 @@ class CrossFitOptions(Options):
 
     folds: int = option(10, "cross-fit heads (folds of the training rows); head h never trains on fold h",
                         range=Range(2, None, False, False, "an integer of at least 2"))
+    evidence: str = option("initial", "what the heads read on images: initial = the network as built, frozen (its "
+                                      "pretrained weights or random initialisation: features no label shaped); "
+                                      "trained = the classifier's own feature F", choices=("initial", "trained"))
     head_lr_scale: float = option(10.0, "how many times faster than the classifier the heads learn (their logits' "
                                         "scale under the one Adam learning rate)", range=POSITIVE)
     head_decay: float = option(0.01, "L2 weight decay of the heads", range=NON_NEGATIVE)

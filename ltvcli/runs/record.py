@@ -11,8 +11,10 @@ Record versions: 1 is what ltv 0.1.0 wrote (no ``kind`` or ``version`` key);
 2 adds them, and a run's ``method_options`` holds only its method's options;
 3 adds what the model read (``options.input``, the head options, and
 ``features`` for a run on image features), so an older ltv refuses a run on
-features instead of mistaking it for an image run. All read the same way (a
-record before 3 is a run on images).
+features instead of mistaking it for an image run; 4 adds the cross-fitted
+vote's ``evidence``. All read the same way (a record before 3 is a run on
+images; a cross-fitted run before 4 read the classifier's feature,
+``evidence`` trained).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ class RunRecord:
     """config.json of an ``ltv train`` run folder: what was trained, on what, how it is scored."""
 
     KIND: ClassVar[str] = "train"
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     WHAT: ClassVar[str] = "an ltv run folder"
     FOLDER: ClassVar[str] = "run folder"
     KEYS: ClassVar[tuple[str, ...]] = ("classes", "label_sets", "method", "method_options", "options", "dataset")
@@ -168,6 +170,8 @@ class RunRecord:
     def from_json(cls, data: dict, version: int) -> RunRecord:
         text, features = data.get("text"), data.get("features")
         options = data["options"] if version >= 3 else {**data["options"], "input": "images"}
+        if version < 4:  # the cross-fitted vote's heads read F before `evidence` existed (other methods ignore it)
+            options = {"evidence": "trained", **options}
         return cls(ltv_version=data["ltv_version"], task=data["task"], classes=list(data["classes"]),
                    label_sets=list(data["label_sets"]), config=TrainConfig.from_json(options),
                    dataset=DatasetInfo(**data["dataset"]), validation=ValidationInfo(**data["validation"]),

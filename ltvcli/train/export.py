@@ -42,7 +42,7 @@ def refined_labels(run: Path, dataset: Dataset, splits: tuple[str, ...] = ("trai
     target = resolve_device(device)
     model, record, state = open_run(run, checkpoint, target)
     record.check_fits(dataset, label_sets=True)
-    method = build_method(record.config, dataset).to(target)
+    method = build_method(record.config, dataset, model).to(target)
     method.load_state_dict(state["method"])
     method.eval()
     rows = np.concatenate([dataset.indices(split) for split in splits])

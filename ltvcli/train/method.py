@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from ltvcli.dataset import Dataset
 from ltvcli.errors import LtvError
 from ltvcli.fusion.base import FusionMethod
@@ -9,8 +11,9 @@ from ltvcli.fusion.registry import make_method
 from ltvcli.runs.config import TrainConfig
 
 
-def build_method(config: TrainConfig, dataset: Dataset) -> FusionMethod:
-    """The fusion method ``config`` names, for ``dataset``, its label-only statistics fitted on the training split.
+def build_method(config: TrainConfig, dataset: Dataset, model: nn.Module) -> FusionMethod:
+    """The fusion method ``config`` names, for ``dataset``, its label-only statistics fitted on the training split,
+    attached to ``model`` (the classifier as built: a method may keep a frozen copy of it).
 
     ``Batch.index`` holds dataset rows; methods compute a batch's labels from
     the batch itself, so the fitted method refines any split at export.
@@ -24,4 +27,5 @@ def build_method(config: TrainConfig, dataset: Dataset) -> FusionMethod:
     targets, mask = dataset.targets()
     train = dataset.indices("train")
     fusion.fit_labels(targets[train], mask[train], train)
+    fusion.attach(model)
     return fusion

@@ -121,9 +121,9 @@ class Trainer:
         self.feature_info = self._feature_info() if self.inputs.kind == "features" else None
         seed_everything(config.seed)
         self.model = self._model()
-        self.method = build_method(config, self.dataset).to(device)
-        self.optimizer = torch.optim.Adam(list(self.model.parameters()) + list(self.method.parameters()),
-                                          lr=config.lr)
+        self.method = build_method(config, self.dataset, self.model).to(device)
+        trained = [p for p in self.method.parameters() if p.requires_grad]  # not a frozen copy of the network
+        self.optimizer = torch.optim.Adam(list(self.model.parameters()) + trained, lr=config.lr)
         self.labels = DeviceLabels(self.dataset, device, self.text)
         self.with_truth = self.labels.truth_mask is not None and bool(
             self.labels.truth_mask[torch.from_numpy(self.train_rows).to(device)].any())
