@@ -133,8 +133,7 @@ class StepRow(Row):
         targets = (torch.rand(args.batch, args.label_sets, N_CLASSES, device=device) < 0.3).float()
         mask = torch.rand(args.batch, args.label_sets, N_CLASSES, device=device) > 0.1
         self.batch = Batch(images, targets, mask, torch.arange(args.batch, device=device))
-        trained = [p for p in self.method.parameters() if p.requires_grad]  # as the Trainer: no frozen copy
-        self.optimizer = torch.optim.Adam([*self.model.parameters(), *trained], lr=1e-4)
+        self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.method.trainable_parameters()], lr=1e-4)
         self.steps(args.warmup)
         self.resident = _allocated(device) - before  # model, optimizer state and batch, kept between steps
 

@@ -96,6 +96,10 @@ class FusionMethod(nn.Module):
         """See every training label once before training ([N, M, C] arrays of the dataset ``rows``, default
         0..N-1). Default: nothing to fit."""
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimizer updates: all but a frozen copy of the network (see :meth:`attach`)."""
+        return [parameter for parameter in self.parameters() if parameter.requires_grad]
+
     def attach(self, model: nn.Module) -> None:
         """Meet the classifier as built, before any training step or checkpoint load. Default: nothing.
 

@@ -122,8 +122,8 @@ class Trainer:
         seed_everything(config.seed)
         self.model = self._model()
         self.method = build_method(config, self.dataset, self.model).to(device)
-        trained = [p for p in self.method.parameters() if p.requires_grad]  # not a frozen copy of the network
-        self.optimizer = torch.optim.Adam(list(self.model.parameters()) + trained, lr=config.lr)
+        self.optimizer = torch.optim.Adam(list(self.model.parameters()) + self.method.trainable_parameters(),
+                                          lr=config.lr)
         self.labels = DeviceLabels(self.dataset, device, self.text)
         self.with_truth = self.labels.truth_mask is not None and bool(
             self.labels.truth_mask[torch.from_numpy(self.train_rows).to(device)].any())
